@@ -1,0 +1,1 @@
+"""dj_cqrs: CQRS data synchronisation between Django services."""

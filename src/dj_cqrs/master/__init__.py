@@ -1,0 +1,1 @@
+"""Master side: the models' mixin, change tracking, serialization and publishing."""

@@ -1,0 +1,98 @@
+"""Signal handlers of master models (UPSTREAM_SPEC §2.5, §4.3, §4.4, §4.8).
+
+One event per object per transaction: the first save of an object registers an on-commit publish
+on the connection it was saved with; later saves in the same transaction only change what that
+publish will serialize. Whether an earlier publish is still pending is read from the connection's
+on-commit list itself, so a rolled-back transaction or savepoint never swallows the next save
+(upstream needs ``reset_cqrs_saves_count()`` for that).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import signals as model_signals
+
+from dj_cqrs import signals
+from dj_cqrs.master import publisher
+from dj_cqrs.master.serialization import cqrs_state
+
+PENDING_ATTR = '_cqrs_pending'
+
+
+def _pending_is_live(instance: Any, using: str) -> bool:
+    pending = instance.__dict__.get(PENDING_ATTR)
+    if pending is None:
+        return False
+    alias, callback = pending
+    if alias != using:
+        return False
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        return False
+    return any(entry[1] is callback for entry in connection.run_on_commit)
+
+
+def begin_save(instance: Any, using: str) -> bool:
+    """Count a save of ``instance``; return whether it is the first CQRS save of its transaction."""
+    if not _pending_is_live(instance, using):
+        instance.__dict__.pop(PENDING_ATTR, None)
+        instance._cqrs_saves_count = 0
+    instance._cqrs_saves_count = getattr(instance, '_cqrs_saves_count', 0) + 1
+    return instance._cqrs_saves_count == 1
+
+
+class MasterSignals:
+    """Signal receivers of master models."""
+
+    @classmethod
+    def register_model(cls, model_cls: Any) -> None:
+        model_signals.post_save.connect(cls.post_save, sender=model_cls, weak=False)
+        model_signals.post_delete.connect(cls.post_delete, sender=model_cls, weak=False)
+        signals.post_bulk_create.connect(cls.post_bulk_create, sender=model_cls, weak=False)
+        signals.post_update.connect(cls.post_bulk_update, sender=model_cls, weak=False)
+
+    @classmethod
+    def post_save(cls, sender: Any, **kwargs: Any) -> None:
+        if not sender.CQRS_PRODUCE:
+            return
+        update_fields = kwargs.get('update_fields')
+        if update_fields and 'cqrs_revision' not in update_fields:
+            return
+        instance = kwargs['instance']
+        if not instance.is_sync_instance():
+            return
+        using = kwargs.get('using') or instance._state.db or 'default'
+        if cqrs_state.bulk_relate_cm is not None:
+            cqrs_state.bulk_relate_cm.register(instance, using)
+
+        sync = kwargs.get('sync', False)
+        queue = kwargs.get('queue')
+        connection = connections[using]
+        if connection.in_atomic_block and _pending_is_live(instance, using) and not sync:
+            return  # this transaction already publishes the object, with its final state
+        callback = partial(publisher.publish_save, instance, using, sync, queue)
+        if connection.in_atomic_block and not sync:
+            instance.__dict__[PENDING_ATTR] = (using, callback)
+        transaction.on_commit(callback, using=using)
+
+    @classmethod
+    def post_delete(cls, sender: Any, **kwargs: Any) -> None:
+        instance = kwargs['instance']
+        if not sender.CQRS_PRODUCE or not instance.is_sync_instance():
+            return
+        payload = publisher.build_delete_payload(instance)
+        using = kwargs.get('using') or 'default'
+        transaction.on_commit(partial(publisher.emit, payload), using=using)
+
+    @classmethod
+    def post_bulk_create(cls, sender: Any, **kwargs: Any) -> None:
+        for instance in kwargs['instances']:
+            cls.post_save(sender, instance=instance, using=kwargs.get('using'))
+
+    @classmethod
+    def post_bulk_update(cls, sender: Any, **kwargs: Any) -> None:
+        for instance in kwargs['instances']:
+            cls.post_save(sender, instance=instance, using=kwargs.get('using'))

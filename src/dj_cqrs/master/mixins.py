@@ -1,0 +1,202 @@
+"""Master model mixins (UPSTREAM_SPEC §2.1–2.3, §4.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connections, models, router, transaction
+from django.db.models import F
+from django.db.models.base import ModelBase
+from django.db.models.expressions import Combinable
+
+from dj_cqrs import signals
+from dj_cqrs.conf import cqrs_settings
+from dj_cqrs.constants import ALL_BASIC_FIELDS, TRACKED_FIELDS_ATTR_NAME
+from dj_cqrs.master import handlers
+from dj_cqrs.master.managers import MasterManager
+from dj_cqrs.master.serialization import class_serialization, default_serialization
+from dj_cqrs.master.tracking import CQRSTracker, get_tracker
+from dj_cqrs.registry import MasterRegistry
+
+
+class CQRSMeta(dict):  # type: ignore[type-arg]
+    """The default metadata: a dict whose missing keys read as new nested dicts.
+
+    The getting-started guide's ``get_cqrs_meta`` override writes ``meta['access']['owner']`` into
+    the dict returned by ``super()``; this makes that snippet work as written.
+    """
+
+    def __missing__(self, key: Any) -> CQRSMeta:
+        value = CQRSMeta()
+        self[key] = value
+        return value
+
+
+class MasterMeta(ModelBase):
+    """Metaclass of ``MasterMixin``: registers every concrete model class it creates."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any], **kwargs: Any) -> Any:
+        model_cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        if name != 'MasterMixin':
+            MasterMeta.register(model_cls)
+        return model_cls
+
+    @staticmethod
+    def register(model_cls: Any) -> Any:
+        """Register a master model (also usable as a decorator); returns the class.
+
+        Abstract classes are skipped, so intermediate bases may use ``MasterMixin``. Configuration
+        problems are reported by the model's system checks, not raised here.
+        """
+        if model_cls._meta.abstract:
+            return model_cls
+        if model_cls._meta.proxy:
+            # Django sends a proxy's signals with the proxy as sender: connect it too, so saves
+            # through a proxy publish (upstream drops them). The concrete model keeps the CQRS_ID.
+            handlers.MasterSignals.register_model(model_cls)
+            return model_cls
+        from dj_cqrs import checks
+
+        if model_cls.CQRS_TRACKED_FIELDS is not None and not checks.tracked_fields_errors(model_cls):
+            CQRSTracker.add_to_model(model_cls, model_cls.CQRS_TRACKED_FIELDS)
+        MasterRegistry.register_model(model_cls)
+        handlers.MasterSignals.register_model(model_cls)
+        return model_cls
+
+
+class RawMasterMixin(models.Model):
+    """Master model mixin without a metaclass; call ``MasterMeta.register(Model)`` yourself."""
+
+    CQRS_ID: str | None = None
+    CQRS_PRODUCE = True
+    CQRS_FIELDS: Any = ALL_BASIC_FIELDS
+    CQRS_SERIALIZER: str | None = None
+    CQRS_TRACKED_FIELDS: Any = None
+
+    cqrs_revision = models.IntegerField(
+        default=0,
+        help_text="This field must be incremented on any model update. It's used to for CQRS sync.",
+    )
+    cqrs_updated = models.DateTimeField(
+        auto_now=True,
+        help_text="This field must be incremented on every model update. It's used to for CQRS sync.",
+    )
+
+    objects = models.Manager()
+    cqrs = MasterManager()
+
+    class Meta:
+        abstract = True
+
+    @property
+    def cqrs_saves_count(self) -> int:
+        return getattr(self, '_cqrs_saves_count', 0)
+
+    @property
+    def is_initial_cqrs_save(self) -> bool:
+        return self.cqrs_saves_count < 2
+
+    def reset_cqrs_saves_count(self) -> None:
+        if hasattr(self, '_cqrs_saves_count'):
+            self._cqrs_saves_count = 0
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.pop('update_fields', None)
+        update_cqrs_fields = kwargs.pop('update_cqrs_fields', cqrs_settings.master.auto_update_fields)
+        using = kwargs.get('using') or router.db_for_write(type(self), instance=self)
+        if connections[using].in_atomic_block:
+            self._cqrs_save(args, kwargs, update_fields, update_cqrs_fields, using)
+            return
+        # In autocommit mode the change, the revision read-back and the event's registration
+        # commit together.
+        with transaction.atomic(using=using, savepoint=False):
+            self._cqrs_save(args, kwargs, update_fields, update_cqrs_fields, using)
+
+    def _cqrs_save(
+        self, args: Any, kwargs: dict[str, Any], update_fields: Any, update_cqrs_fields: bool, using: str
+    ) -> None:
+        initial = handlers.begin_save(self, using)
+        bumped = False
+        if update_fields:
+            update_fields = list(update_fields)
+            if update_cqrs_fields:
+                self.cqrs_revision = F('cqrs_revision') + 1  # type: ignore[assignment]
+                update_fields.extend(f for f in ('cqrs_revision', 'cqrs_updated') if f not in update_fields)
+                bumped = True
+        elif not self._state.adding and initial:
+            self.cqrs_revision = F('cqrs_revision') + 1  # type: ignore[assignment]
+            bumped = True
+        self.save_tracked_fields()
+        super().save(*args, update_fields=update_fields, **kwargs)
+        if bumped or isinstance(self.__dict__.get('cqrs_revision'), Combinable):
+            # Read the incremented revision back now: an F() left on the instance would be applied
+            # again by the next save (a double increment upstream) and is not serializable.
+            self.refresh_from_db(using=using, fields=['cqrs_revision'])
+        tracker = get_tracker(type(self))
+        if tracker is not None:
+            tracker.snapshot(self)
+
+    def save_tracked_fields(self) -> None:
+        tracker = get_tracker(type(self))
+        if tracker is None or not self.is_initial_cqrs_save:
+            return
+        data = tracker.initial_state(self) if self._state.adding else tracker.changed(self)
+        setattr(self, TRACKED_FIELDS_ATTR_NAME, data)
+
+    def get_tracked_fields_data(self) -> dict[str, Any] | None:
+        return getattr(self, TRACKED_FIELDS_ATTR_NAME, None)
+
+    def to_cqrs_dict(self, using: str | None = None, sync: bool = False) -> dict[str, Any]:
+        if self.CQRS_SERIALIZER:
+            return class_serialization(self, using, sync=sync)
+        return default_serialization(self, using)
+
+    def cqrs_sync(self, using: str | None = None, queue: str | None = None) -> bool:
+        """Publish the instance again as a SYNC event (to one replica if ``queue`` is given)."""
+        if self._state.adding:
+            return False
+        if not self.CQRS_SERIALIZER:
+            try:
+                self.refresh_from_db(using=using)
+            except type(self).DoesNotExist:
+                return False
+        handlers.MasterSignals.post_save(type(self), instance=self, using=using, queue=queue, sync=True)
+        return True
+
+    def is_sync_instance(self) -> bool:
+        return True
+
+    def get_cqrs_meta(self, **kwargs: Any) -> Any:
+        function = cqrs_settings.master.meta_function
+        if function is None:
+            return CQRSMeta()
+        meta = function(obj=self, **kwargs)
+        return CQRSMeta(meta) if type(meta) is dict else meta
+
+    @classmethod
+    def relate_cqrs_serialization(cls, queryset: Any) -> Any:
+        return queryset
+
+    def get_custom_cqrs_delete_data(self) -> Any:
+        return None
+
+    @classmethod
+    def call_post_bulk_create(cls, instances: list[Any], using: str | None = None) -> None:
+        signals.post_bulk_create.send(cls, instances=instances, using=using)
+
+    @classmethod
+    def call_post_update(cls, instances: list[Any], using: str | None = None) -> None:
+        signals.post_update.send(cls, instances=instances, using=using)
+
+    @classmethod
+    def check(cls, **kwargs: Any) -> list[Any]:
+        from dj_cqrs import checks
+
+        return [*super().check(**kwargs), *checks.master_model_errors(cls)]
+
+
+class MasterMixin(RawMasterMixin, metaclass=MasterMeta):
+    """Master model mixin: subclass it, set ``CQRS_ID``, and the model publishes its changes."""
+
+    class Meta:
+        abstract = True

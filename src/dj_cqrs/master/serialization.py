@@ -1,0 +1,128 @@
+"""``instance_data`` of SAVE and SYNC events (UPSTREAM_SPEC §4.6, §2.15)."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import ContextDecorator
+from typing import Any
+
+from django.db import models
+from django.db.models.expressions import Combinable
+from django.utils.module_loading import import_string
+
+from dj_cqrs.constants import ALL_BASIC_FIELDS
+from dj_cqrs.core.codec import json_value
+
+
+class _State(threading.local):
+    bulk_relate_cm: Any = None
+
+
+cqrs_state = _State()
+
+
+def serialized_fields(model: type[models.Model]) -> list[models.Field]:
+    cached = model.__dict__.get('_cqrs_serialized_fields')
+    if cached is None:
+        fields = list(model._meta.fields)
+        if model.CQRS_FIELDS != ALL_BASIC_FIELDS:  # type: ignore[attr-defined]
+            wanted = set(model.CQRS_FIELDS)  # type: ignore[attr-defined]
+            fields = [f for f in fields if f.name in wanted]
+        cached = fields
+        model._cqrs_serialized_fields = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def refresh_expressions(instance: models.Model, using: str | None = None) -> None:
+    """Replace F-expressions left on the instance by their committed values (one SELECT)."""
+    names = [
+        f.attname
+        for f in instance._meta.concrete_fields
+        if isinstance(instance.__dict__.get(f.attname), Combinable)
+    ]
+    if names:
+        instance.refresh_from_db(using=using, fields=names)
+
+
+def default_serialization(instance: models.Model, using: str | None = None) -> dict[str, Any]:
+    refresh_expressions(instance, using)
+    data: dict[str, Any] = {}
+    for field in serialized_fields(type(instance)):
+        value = field.value_from_object(instance)
+        data[field.name] = json_value(value) if value is not None else None
+    data['cqrs_revision'] = instance.cqrs_revision  # type: ignore[attr-defined]
+    data['cqrs_updated'] = str(instance.cqrs_updated)  # type: ignore[attr-defined]
+    return data
+
+
+def get_serializer_class(model: Any) -> Any:
+    cls = model.__dict__.get('_cqrs_serializer_class')
+    if cls is None:
+        try:
+            cls = import_string(model.CQRS_SERIALIZER)
+        except ImportError as exc:
+            raise ImportError(f"Model {model}: CQRS_SERIALIZER can't be imported.") from exc
+        model._cqrs_serializer_class = cls
+    return cls
+
+
+def class_serialization(instance: Any, using: str | None = None, sync: bool = False) -> dict[str, Any]:
+    model = type(instance)
+    if sync:
+        target = instance
+    else:
+        db = using or instance._state.db
+        target = None
+        cm = cqrs_state.bulk_relate_cm
+        if cm is not None:
+            target = cm.get_cached_instance(instance, db)
+        if target is None:
+            queryset = model._default_manager.using(db)
+            target = model.relate_cqrs_serialization(queryset).get(pk=instance.pk)
+    data = dict(get_serializer_class(model)(target).data)
+    data['cqrs_revision'] = target.cqrs_revision
+    data['cqrs_updated'] = str(target.cqrs_updated)
+    return data
+
+
+class BulkRelateSerialization(ContextDecorator):
+    """``bulk_relate_cqrs_serialization``: load the serialized instances of a transaction at once."""
+
+    def __init__(self, cqrs_id: str | None = None) -> None:
+        self.cqrs_id = cqrs_id
+        self._pks: dict[tuple[str, str | None], set[Any]] = {}
+        self._cache: dict[str, tuple[str | None, dict[Any, Any]]] = {}
+        self._previous: Any = None
+
+    def __enter__(self) -> BulkRelateSerialization:
+        self._previous = cqrs_state.bulk_relate_cm
+        cqrs_state.bulk_relate_cm = self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        cqrs_state.bulk_relate_cm = self._previous
+        self._pks.clear()
+        self._cache.clear()
+
+    def register(self, instance: Any, using: str | None = None) -> None:
+        cqrs_id = instance.CQRS_ID
+        if self.cqrs_id and self.cqrs_id != cqrs_id:
+            return
+        self._pks.setdefault((cqrs_id, using), set()).add(instance.pk)
+
+    def get_cached_instance(self, instance: Any, using: str | None = None) -> Any:
+        key = (instance.CQRS_ID, using)
+        cached = self._cache.get(instance.CQRS_ID)
+        if cached is None or cached[0] != using:
+            pks = self._pks.get(key)
+            if not pks:
+                return None
+            model = type(instance)
+            queryset = model.relate_cqrs_serialization(model._default_manager.using(using))
+            cached = (using, {obj.pk: obj for obj in queryset.filter(pk__in=pks)})
+            self._cache[instance.CQRS_ID] = cached
+        return cached[1].get(instance.pk)
+
+
+def bulk_relate_cqrs_serialization(cqrs_id: str | None = None) -> BulkRelateSerialization:
+    return BulkRelateSerialization(cqrs_id)

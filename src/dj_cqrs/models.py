@@ -1,0 +1,5 @@
+"""Tables of the ``dj_cqrs`` app (shipped as migrations of the app)."""
+
+from dj_cqrs.replica.tombstones import ReplicaTombstone
+
+__all__ = ['ReplicaTombstone']

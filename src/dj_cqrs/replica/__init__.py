@@ -1,0 +1,1 @@
+"""Replica side: model mixins, data mapping, revision fencing and dispatch of received events."""

@@ -1,0 +1,204 @@
+"""``ReplicaManager``: applying saves and deletes with revision fencing (UPSTREAM_SPEC §2.9, §6.2–6.5).
+
+Differences from upstream, on purpose:
+
+* the existing row is always read with ``SELECT ... FOR UPDATE`` inside the message's
+  transaction, so two workers can never let an older revision overwrite a newer one;
+* a create that loses a race with another worker (IntegrityError) is retried as an update;
+* deletes leave a tombstone; a later stale SAVE or SYNC does not resurrect the row;
+* a SYNC older than the stored row (lower revision and not later in time) is skipped instead of
+  rolling the row back.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, IntegrityError, models, router, transaction
+
+from dj_cqrs.replica import mapping, tombstones
+
+logger = logging.getLogger('django-cqrs')
+
+#: The last exception a handler swallowed (upstream logs DB errors and returns None); the consumer
+#: hands it to ``should_retry_cqrs`` so the retry hook sees the real cause.
+last_error: ContextVar[BaseException | None] = ContextVar('cqrs_last_error', default=None)
+
+STALE = True  # truthy: a skipped stale event is acknowledged
+
+
+class ReplicaManager(models.Manager):
+    def _write_db(self) -> str:
+        return router.db_for_write(self.model)
+
+    def save_instance(
+        self, master_data: Any, previous_data: Any = None, sync: bool = False, meta: Any = None
+    ) -> Any:
+        model = self.model
+        mapped = mapping.map_save_data(model, master_data)
+        if not mapped:
+            return None
+        mapped_previous = mapping.map_previous_data(model, previous_data) if previous_data else None
+        db = self._write_db()
+        with transaction.atomic(using=db, savepoint=False):
+            instance = self._locked_row(mapped[model._meta.pk.name], db)
+            if instance is not None:
+                return self.update_instance(instance, mapped, mapped_previous, sync, meta)
+            return self._create_fenced(mapped, mapped_previous, sync, meta, db)
+
+    def _locked_row(self, pk: Any, db: str) -> Any:
+        pk_name = self.model._meta.pk.name
+        return (
+            self.model._default_manager.db_manager(db)
+            .select_for_update()
+            .filter(**{pk_name: pk})
+            .order_by()
+            .first()
+        )
+
+    def _create_fenced(self, mapped: dict[str, Any], previous: Any, sync: bool, meta: Any, db: str) -> Any:
+        model = self.model
+        pk = mapped[model._meta.pk.name]
+        tombstone = tombstones.find(model, pk, db)
+        if tombstone is not None:
+            if not tombstones.is_newer(
+                mapped.get('cqrs_revision'),
+                mapped.get('cqrs_updated'),
+                tombstone.cqrs_revision,
+                tombstone.cqrs_updated,
+            ):
+                logger.warning(
+                    'CQRS event for a deleted row skipped: pk = %s, cqrs_revision = %s / deleted at %s (%s).',
+                    pk,
+                    mapped.get('cqrs_revision'),
+                    tombstone.cqrs_revision,
+                    model.CQRS_ID,
+                )
+                return STALE
+            tombstone.delete()
+        try:
+            with transaction.atomic(using=db):
+                created = self.create_instance(mapped, previous, sync, meta, _reraise_integrity=True)
+        except IntegrityError:
+            # Another worker created the row between our read and our insert.
+            instance = self._locked_row(pk, db)
+            if instance is None:
+                raise
+            return self.update_instance(instance, mapped, previous, sync, meta)
+        return created
+
+    def create_instance(
+        self,
+        mapped_data: dict[str, Any],
+        previous_data: Any = None,
+        sync: bool = False,
+        meta: Any = None,
+        _reraise_integrity: bool = False,
+    ) -> Any:
+        model = self.model
+        kwargs: dict[str, Any] = {'previous_data': previous_data}
+        if model.CQRS_META:
+            kwargs['meta'] = meta
+        try:
+            return model.cqrs_create(sync, mapped_data, **kwargs)
+        except (DatabaseError, ValidationError) as exc:
+            if _reraise_integrity and isinstance(exc, IntegrityError):
+                raise
+            return self._failed('create', mapped_data, exc)
+
+    def update_instance(
+        self, instance: Any, mapped_data: dict[str, Any], previous_data: Any = None, sync: bool = False, meta: Any = None
+    ) -> Any:
+        model = self.model
+        pk = instance.pk
+        new = mapped_data['cqrs_revision']
+        old = instance.cqrs_revision
+        try:
+            new, old = int(new), int(old)
+        except (TypeError, ValueError):
+            logger.error('Bad CQRS revision: pk = %s, cqrs_revision = %r (%s).', pk, new, model.CQRS_ID)
+            return None
+        if sync:
+            if old > new:
+                if not tombstones.is_newer(new, mapped_data.get('cqrs_updated'), old, instance.cqrs_updated):
+                    logger.warning(
+                        'Stale CQRS sync skipped: pk = %s, cqrs_revision = new %s / existing %s (%s).',
+                        pk,
+                        new,
+                        old,
+                        model.CQRS_ID,
+                    )
+                    return instance
+                logger.warning(
+                    'CQRS revision downgrade on sync: pk = %s, cqrs_revision = new %s / existing %s (%s).',
+                    pk,
+                    new,
+                    old,
+                    model.CQRS_ID,
+                )
+        elif old > new:
+            logger.error(
+                'Wrong CQRS sync order: pk = %s, cqrs_revision = new %s / existing %s (%s).',
+                pk,
+                new,
+                old,
+                model.CQRS_ID,
+            )
+            return instance
+        elif old == new:
+            logger.error('Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).', pk, new, model.CQRS_ID)
+            if new == 0:
+                logger.warning('CQRS potential creation race condition: pk = %s (%s).', pk, model.CQRS_ID)
+            return instance
+        elif new > old + 1:
+            logger.warning(
+                'Lost or filtered out %s CQRS packages: pk = %s, cqrs_revision = %s (%s)',
+                new - old - 1,
+                pk,
+                new,
+                model.CQRS_ID,
+            )
+        kwargs: dict[str, Any] = {'previous_data': previous_data}
+        if model.CQRS_META:
+            kwargs['meta'] = meta
+        try:
+            return instance.cqrs_update(sync, mapped_data, **kwargs)
+        except (DatabaseError, ValidationError) as exc:
+            return self._failed('update', mapped_data, exc, revision=new)
+
+    def delete_instance(self, master_data: Any) -> bool:
+        model = self.model
+        mapped = mapping.map_delete_data(model, master_data)
+        if not mapped:
+            return False
+        pk = mapped[model._meta.pk.name]
+        db = self._write_db()
+        try:
+            with transaction.atomic(using=db, savepoint=False):
+                instance = self._locked_row(pk, db)
+                if instance is not None:
+                    row_time = tombstones.as_datetime(instance.cqrs_updated)
+                    delete_time = tombstones.as_datetime(mapped['cqrs_updated'])
+                    if row_time and delete_time and row_time > delete_time:
+                        # The row was re-created on the master after this delete happened.
+                        logger.warning('Stale CQRS delete skipped: pk = %s, the row is newer (%s).', pk, model.CQRS_ID)
+                        return True
+                    model._default_manager.db_manager(db).filter(pk=pk).delete()
+                tombstones.record(model, pk, mapped['cqrs_revision'], mapped['cqrs_updated'], db)
+        except DatabaseError as exc:
+            logger.error('%s\nCQRS delete error: pk = %s (%s).', exc, pk, model.CQRS_ID)
+            last_error.set(exc)
+            return False
+        return True
+
+    def _failed(self, action: str, mapped: dict[str, Any], exc: BaseException, revision: Any = None) -> None:
+        model = self.model
+        pk = mapped.get(model._meta.pk.name)
+        if action == 'update':
+            logger.error('%s\nCQRS update error: pk = %s, cqrs_revision = %s (%s).', exc, pk, revision, model.CQRS_ID)
+        else:
+            logger.error('%s\nCQRS create error: pk = %s (%s).', exc, pk, model.CQRS_ID)
+        last_error.set(exc)

@@ -1,0 +1,85 @@
+"""``BrokerTransport``: an upstream-style transport class backed by a :class:`Broker` instance.
+
+Upstream transports are classes whose class methods ``produce`` / ``consume`` /
+``clean_connection`` are called directly. Ours keep that surface and delegate to one broker per
+process (rebuilt after a fork), configured from ``settings.CQRS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, ClassVar
+
+from dj_cqrs.constants import SignalType
+from dj_cqrs.core import codec
+from dj_cqrs.core.routing import HEADER_TARGET_QUEUE, broadcast_key, direct_key
+from dj_cqrs.transport.base import BaseTransport, Broker, OutboundMessage, PublishError
+
+logger = logging.getLogger('django-cqrs')
+
+
+def outbound_message(payload: Any) -> OutboundMessage:
+    """The message a master publishes for ``payload`` (UPSTREAM_SPEC §5.4)."""
+    headers = None
+    if payload.signal_type == SignalType.SYNC and payload.queue:
+        routing_key = direct_key(payload.queue, payload.cqrs_id)
+        headers = {HEADER_TARGET_QUEUE: payload.queue}
+    else:
+        routing_key = broadcast_key(payload.cqrs_id)
+    return OutboundMessage(
+        routing_key, codec.encode_fields(payload.to_dict()), headers, describe=payload.describe()
+    )
+
+
+class BrokerTransport(BaseTransport):
+    _brokers: ClassVar[dict[type, tuple[int, Broker]]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def create_broker(cls) -> Broker:
+        raise NotImplementedError
+
+    @classmethod
+    def broker(cls) -> Broker:
+        pid = os.getpid()
+        entry = cls._brokers.get(cls)
+        if entry is not None and entry[0] == pid:
+            return entry[1]
+        with cls._lock:
+            entry = cls._brokers.get(cls)
+            if entry is None or entry[0] != pid:
+                entry = (pid, cls.create_broker())
+                cls._brokers[cls] = entry
+            return entry[1]
+
+    @classmethod
+    def produce(cls, payload: Any) -> bool:
+        message = outbound_message(payload)
+        try:
+            cls.broker().publish([message])
+        except PublishError as exc:
+            logger.error("CQRS couldn't be published: pk = %s (%s). Error: %s", payload.pk, payload.cqrs_id, exc)
+            return False
+        logger.info(
+            'CQRS is published: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id
+        )
+        return True
+
+    @classmethod
+    def consume(cls, cqrs_ids: Any = None, **kwargs: Any) -> None:
+        from dj_cqrs.consumer.worker import Worker, replica_topology
+
+        worker = Worker(cls.broker(), replica_topology(cqrs_ids), **kwargs)
+        from dj_cqrs.consumer import supervisor
+
+        supervisor.attach_worker(worker)
+        worker.run()
+
+    @classmethod
+    def clean_connection(cls, *args: Any, **kwargs: Any) -> None:
+        with cls._lock:
+            entry = cls._brokers.pop(cls, None)
+        if entry is not None and entry[0] == os.getpid():
+            entry[1].close()

@@ -1,0 +1,90 @@
+"""Per-run resources on the machine's real services.
+
+Every test run creates its own RabbitMQ vhost and its own database names, and drops them at the
+end, so runs never collide and the shared services are left as they were found.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+RABBIT_HOST = os.environ.get('CQRS_TEST_RABBIT_HOST', '127.0.0.1')
+RABBIT_PORT = int(os.environ.get('CQRS_TEST_RABBIT_PORT', '5672'))
+PG_HOST = os.environ.get('CQRS_TEST_PG_HOST', '127.0.0.1')
+PG_PORT = int(os.environ.get('CQRS_TEST_PG_PORT', '5432'))
+MYSQL_HOST = os.environ.get('CQRS_TEST_MYSQL_HOST', '127.0.0.1')
+MYSQL_PORT = int(os.environ.get('CQRS_TEST_MYSQL_PORT', '3306'))
+
+
+def unique_name(prefix: str) -> str:
+    return f'{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}'
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(['rabbitmqctl', '-q', *args], check=True, capture_output=True, timeout=60)
+
+
+def create_vhost(name: str) -> None:
+    _rabbitmqctl('add_vhost', name)
+    _rabbitmqctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*')
+
+
+def delete_vhost(name: str) -> None:
+    subprocess.run(['rabbitmqctl', '-q', 'delete_vhost', name], capture_output=True, timeout=60)
+
+
+def amqp_url(vhost: str, host: str = RABBIT_HOST, port: int = RABBIT_PORT) -> str:
+    return f'amqp://guest:guest@{host}:{port}/{vhost}'
+
+
+@contextmanager
+def rabbit_vhost(prefix: str = 'cqrs_test') -> Iterator[str]:
+    """Yield the name of a fresh vhost that exists only for the block."""
+    name = unique_name(prefix)
+    create_vhost(name)
+    try:
+        yield name
+    finally:
+        delete_vhost(name)
+
+
+def _pg_connect(dbname: str = 'postgres'):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(host=PG_HOST, port=PG_PORT, user='postgres', dbname=dbname, autocommit=True)
+
+
+def create_pg_database(name: str) -> None:
+    with _pg_connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_pg_database(name: str) -> None:
+    with _pg_connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def pg_database(prefix: str = 'cqrs_test') -> Iterator[str]:
+    name = unique_name(prefix)
+    create_pg_database(name)
+    try:
+        yield name
+    finally:
+        drop_pg_database(name)
+
+
+def pg_settings(name: str) -> dict[str, object]:
+    """A Django DATABASES entry for a per-run PostgreSQL database."""
+    return {
+        'ENGINE': 'django.db.backends.postgresql',
+        'NAME': name,
+        'USER': 'postgres',
+        'HOST': PG_HOST,
+        'PORT': PG_PORT,
+        'TEST': {'NAME': name},
+    }
