@@ -128,17 +128,21 @@ def _check_master(config: dict[str, Any]) -> list[Any]:
         return []
     master = config['master']
     if not isinstance(master, dict):
-        return [_error(6, 'CQRS master configuration must be dict.', "Set CQRS['master'] to a dict or remove it.")]
+        return [
+            _error(6, 'CQRS master configuration must be dict.', "Set CQRS['master'] to a dict or remove it.")
+        ]
     errors: list[Any] = []
     unknown = sorted(set(master) - MASTER_KEYS)
     if unknown:
         errors.append(
-            _warning(10, f'Unknown CQRS master setting(s): {", ".join(unknown)}.', f'Known: {", ".join(sorted(MASTER_KEYS))}.')
+            _warning(
+                10,
+                f'Unknown CQRS master setting(s): {", ".join(unknown)}.',
+                f'Known: {", ".join(sorted(MASTER_KEYS))}.',
+            )
         )
     if 'CQRS_AUTO_UPDATE_FIELDS' in master and not isinstance(master['CQRS_AUTO_UPDATE_FIELDS'], bool):
-        errors.append(
-            _error(7, 'CQRS master CQRS_AUTO_UPDATE_FIELDS must be bool.', 'Use True or False.')
-        )
+        errors.append(_error(7, 'CQRS master CQRS_AUTO_UPDATE_FIELDS must be bool.', 'Use True or False.'))
     ttl = master.get('CQRS_MESSAGE_TTL', DEFAULT_MASTER_MESSAGE_TTL)
     if ttl is not None and (not is_int(ttl) or ttl < 1):
         errors.append(
@@ -163,14 +167,27 @@ def _check_master(config: dict[str, Any]) -> list[Any]:
             try:
                 meta_function = import_string(meta_function)
             except ImportError:
-                return [*errors, _error(9, 'CQRS master meta_function import error.', f'{meta_function!r} cannot be imported.')]
+                return [
+                    *errors,
+                    _error(
+                        9, 'CQRS master meta_function import error.', f'{meta_function!r} cannot be imported.'
+                    ),
+                ]
         if not inspect.isfunction(meta_function):
             errors.append(
-                _error(10, 'CQRS master meta_function must be function.', 'Use a plain function, not a class or callable object.')
+                _error(
+                    10,
+                    'CQRS master meta_function must be function.',
+                    'Use a plain function, not a class or callable object.',
+                )
             )
         elif not accepts_var_kwargs(meta_function):
             errors.append(
-                _error(11, 'CQRS master meta_function must support **kwargs.', 'Define it as def meta(obj, **kwargs).')
+                _error(
+                    11,
+                    'CQRS master meta_function must support **kwargs.',
+                    'Define it as def meta(obj, **kwargs).',
+                )
             )
     return errors
 
@@ -188,18 +205,26 @@ def _check_replica(config: dict[str, Any]) -> list[Any]:
         return errors
     replica = config['replica']
     if not isinstance(replica, dict):
-        return [*errors, _error(14, 'CQRS replica configuration must be dict.', "Set CQRS['replica'] to a dict.")]
+        return [
+            *errors,
+            _error(14, 'CQRS replica configuration must be dict.', "Set CQRS['replica'] to a dict."),
+        ]
     unknown = sorted(set(replica) - REPLICA_KEYS)
     if unknown:
         errors.append(
-            _warning(11, f'Unknown CQRS replica setting(s): {", ".join(unknown)}.', f'Known: {", ".join(sorted(REPLICA_KEYS))}.')
+            _warning(
+                11,
+                f'Unknown CQRS replica setting(s): {", ".join(unknown)}.',
+                f'Known: {", ".join(sorted(REPLICA_KEYS))}.',
+            )
         )
     retries = replica.get('CQRS_MAX_RETRIES', DEFAULT_REPLICA_MAX_RETRIES)
     if retries is not None and (not is_int(retries) or retries < 0):
         errors.append(
             _warning(
                 2,
-                f'Replica setting CQRS_MAX_RETRIES={retries} is invalid, using default {DEFAULT_REPLICA_MAX_RETRIES}.',
+                f'Replica setting CQRS_MAX_RETRIES={retries} is invalid, '
+                f'using default {DEFAULT_REPLICA_MAX_RETRIES}.',
                 'Use a non-negative integer, or None to retry forever.',
             )
         )
@@ -208,7 +233,8 @@ def _check_replica(config: dict[str, Any]) -> list[Any]:
         errors.append(
             _warning(
                 3,
-                f'Replica setting CQRS_RETRY_DELAY={delay} is invalid, using default {DEFAULT_REPLICA_RETRY_DELAY}.',
+                f'Replica setting CQRS_RETRY_DELAY={delay} is invalid, '
+                f'using default {DEFAULT_REPLICA_RETRY_DELAY}.',
                 'Use a non-negative number of seconds.',
             )
         )
@@ -220,20 +246,29 @@ def _check_replica(config: dict[str, Any]) -> list[Any]:
             errors.append(
                 _warning(
                     4,
-                    f'Settings {key}={size} is invalid, using default {DEFAULT_REPLICA_DELAY_QUEUE_MAX_SIZE}.',
+                    f'Settings {key}={size} is invalid, '
+                    f'using default {DEFAULT_REPLICA_DELAY_QUEUE_MAX_SIZE}.',
                     'Use a positive integer or None.',
                 )
             )
     ttl = replica.get('dead_message_ttl')
     if ttl is not None and (not is_int(ttl) or ttl < 1):
         errors.append(
-            _warning(5, f'Settings dead_message_ttl={ttl} is invalid, using default 864000.', 'Use seconds, or None.')
+            _warning(
+                5,
+                f'Settings dead_message_ttl={ttl} is invalid, using default 864000.',
+                'Use seconds, or None.',
+            )
         )
     timeout = replica.get('CQRS_QUERY_TIMEOUT', 0)
     try:
         int(timeout or 0)
     except (TypeError, ValueError):
-        errors.append(_warning(6, f'Settings CQRS_QUERY_TIMEOUT={timeout!r} is invalid, using 0 (off).', 'Use milliseconds.'))
+        errors.append(
+            _warning(
+                6, f'Settings CQRS_QUERY_TIMEOUT={timeout!r} is invalid, using 0 (off).', 'Use milliseconds.'
+            )
+        )
     return errors
 
 
@@ -249,7 +284,14 @@ def tracked_fields_errors(model: Any) -> list[Any]:
         return []
     if isinstance(tracked, (list, tuple)):
         if len(set(tracked)) != len(tracked):
-            return [_error(104, f'Duplicate names in CQRS_TRACKED_FIELDS field for model {name}.', 'Remove duplicates.', model)]
+            return [
+                _error(
+                    104,
+                    f'Duplicate names in CQRS_TRACKED_FIELDS field for model {name}.',
+                    'Remove duplicates.',
+                    model,
+                )
+            ]
         if not set(tracked) <= _names(model):
             return [
                 _error(
@@ -262,7 +304,12 @@ def tracked_fields_errors(model: Any) -> list[Any]:
         return []
     if tracked != ALL_BASIC_FIELDS:
         return [
-            _error(106, f'Model {name}: Invalid configuration for CQRS_TRACKED_FIELDS', "Use '__all__' or a list.", model)
+            _error(
+                106,
+                f'Model {name}: Invalid configuration for CQRS_TRACKED_FIELDS',
+                "Use '__all__' or a list.",
+                model,
+            )
         ]
     return []
 
@@ -297,16 +344,39 @@ def master_model_errors(model: Any) -> list[Any]:
     fields, serializer = model.CQRS_FIELDS, model.CQRS_SERIALIZER
     if fields != ALL_BASIC_FIELDS and serializer is not None:
         errors.append(
-            _error(103, f"Model {name}: CQRS_FIELDS can't be set together with CQRS_SERIALIZER.", 'Use one of them.', model)
+            _error(
+                103,
+                f"Model {name}: CQRS_FIELDS can't be set together with CQRS_SERIALIZER.",
+                'Use one of them.',
+                model,
+            )
         )
     errors += tracked_fields_errors(model)
     if serializer is None and fields != ALL_BASIC_FIELDS:
         if not isinstance(fields, (list, tuple)):
-            errors.append(_error(109, f'CQRS_FIELDS field is not correctly set for model {name}.', "Use '__all__' or a list.", model))
+            errors.append(
+                _error(
+                    109,
+                    f'CQRS_FIELDS field is not correctly set for model {name}.',
+                    "Use '__all__' or a list.",
+                    model,
+                )
+            )
         elif len(set(fields)) != len(fields):
-            errors.append(_error(107, f'Duplicate names in CQRS_FIELDS field for model {name}.', 'Remove duplicates.', model))
+            errors.append(
+                _error(
+                    107,
+                    f'Duplicate names in CQRS_FIELDS field for model {name}.',
+                    'Remove duplicates.',
+                    model,
+                )
+            )
         elif model._meta.pk.name not in fields:
-            errors.append(_error(108, f'PK is not in CQRS_FIELDS for model {name}.', f'Add {model._meta.pk.name!r}.', model))
+            errors.append(
+                _error(
+                    108, f'PK is not in CQRS_FIELDS for model {name}.', f'Add {model._meta.pk.name!r}.', model
+                )
+            )
         elif not set(fields) <= _names(model):
             errors.append(
                 _error(
@@ -332,9 +402,18 @@ def replica_model_errors(model: Any) -> list[Any]:
         values = list(mapping.values()) if isinstance(mapping, dict) else []
         names = _names(model)
         if not isinstance(mapping, dict) or len(set(values)) != len(values):
-            errors.append(_error(111, f'Duplicate names in CQRS_MAPPING field for model {name}.', 'Map each field once.', model))
+            errors.append(
+                _error(
+                    111,
+                    f'Duplicate names in CQRS_MAPPING field for model {name}.',
+                    'Map each field once.',
+                    model,
+                )
+            )
         elif hasattr(model, '_meta') and model._meta.pk and model._meta.pk.name not in values:
-            errors.append(_error(112, f'PK is not in CQRS_MAPPING for model {name}.', 'Map the master pk to it.', model))
+            errors.append(
+                _error(112, f'PK is not in CQRS_MAPPING for model {name}.', 'Map the master pk to it.', model)
+            )
         elif names and not set(values) <= names:
             errors.append(
                 _error(

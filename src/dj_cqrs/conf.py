@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
@@ -41,7 +41,9 @@ TOP_LEVEL_KEYS = frozenset(
         'replica',
     }
 )
-MASTER_KEYS = frozenset({'CQRS_AUTO_UPDATE_FIELDS', 'CQRS_MESSAGE_TTL', 'correlation_function', 'meta_function'})
+MASTER_KEYS = frozenset(
+    {'CQRS_AUTO_UPDATE_FIELDS', 'CQRS_MESSAGE_TTL', 'correlation_function', 'meta_function'}
+)
 REPLICA_KEYS = frozenset(
     {
         'CQRS_MAX_RETRIES',
@@ -59,7 +61,7 @@ REPLICA_KEYS = frozenset(
 _MISSING = object()
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     # bool is an int subclass; upstream accepts True as a valid integer, so do we.
     return isinstance(value, int)
 

@@ -68,7 +68,9 @@ def intercept(payload: Any) -> bool:
 
 def wire_roundtrip(payload: Any) -> TransportPayload:
     """The payload as a replica receives it: encoded, decoded and rebuilt."""
-    return TransportPayload.from_wire(codec.decode(codec.encode_fields(payload.to_dict())), queue=payload.queue)
+    return TransportPayload.from_wire(
+        codec.decode(codec.encode_fields(payload.to_dict())), queue=payload.queue
+    )
 
 
 class LoopbackTransport(BaseTransport):

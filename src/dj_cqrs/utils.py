@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dj_cqrs.conf import cqrs_settings
 from dj_cqrs.core.codec import json_value as get_json_valid_value
 from dj_cqrs.master.serialization import bulk_relate_cqrs_serialization
@@ -20,8 +18,6 @@ def get_delay_queue_max_size() -> int | None:
 def get_messages_prefetch_count_per_worker() -> int:
     max_size = get_delay_queue_max_size()
     return 0 if max_size is None else max_size + 1
-
-
 
 
 __all__ = [

@@ -85,9 +85,7 @@ class Supervisor:
         self._restart.set()
 
     def run(self) -> None:
-        previous = {
-            sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         if self.reload:
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.request_restart)
         watcher = _FileWatcher(Path.cwd(), self.ignore_paths) if self.reload else None

@@ -135,7 +135,10 @@ class Worker:
 
         payload = TransportPayload.from_wire(message, queue=self._target_queue(delivery, message.cqrs_id))
         logger.info(
-            'CQRS is received: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id
+            'CQRS is received: pk = %s (%s), correlation_id = %s.',
+            payload.pk,
+            payload.cqrs_id,
+            payload.correlation_id,
         )
         if payload.is_expired():
             self._dead_letter(consumer, delivery, self._body(payload), 'expired', describe=payload.describe())
@@ -145,7 +148,11 @@ class Worker:
         if model is None:
             logger.error('Model for cqrs_id %s is not found.', payload.cqrs_id)
             self._dead_letter(
-                consumer, delivery, delivery.body, f'unknown cqrs_id {payload.cqrs_id!r}', describe=payload.describe()
+                consumer,
+                delivery,
+                delivery.body,
+                f'unknown cqrs_id {payload.cqrs_id!r}',
+                describe=payload.describe(),
             )
             return
 
@@ -154,7 +161,10 @@ class Worker:
             consumer.ack([delivery])
             self.applied += 1
             logger.info(
-                'CQRS is applied: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id
+                'CQRS is applied: pk = %s (%s), correlation_id = %s.',
+                payload.pk,
+                payload.cqrs_id,
+                payload.correlation_id,
             )
             return
         self._fail(consumer, delivery, payload, model, error)

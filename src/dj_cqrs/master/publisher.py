@@ -24,7 +24,9 @@ def build_save_payload(
     instance_data = instance.to_cqrs_dict(using, sync=sync)
     previous_data = instance.get_tracked_fields_data()
     signal_type = SignalType.SYNC if sync else SignalType.SAVE
-    meta = instance.get_cqrs_meta(instance_data=instance_data, previous_data=previous_data, signal_type=signal_type)
+    meta = instance.get_cqrs_meta(
+        instance_data=instance_data, previous_data=previous_data, signal_type=signal_type
+    )
     return TransportPayload(
         signal_type,
         instance.CQRS_ID,

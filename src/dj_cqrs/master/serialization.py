@@ -21,15 +21,15 @@ class _State(threading.local):
 cqrs_state = _State()
 
 
-def serialized_fields(model: type[models.Model]) -> list[models.Field]:
+def serialized_fields(model: Any) -> list[models.Field]:
     cached = model.__dict__.get('_cqrs_serialized_fields')
     if cached is None:
         fields = list(model._meta.fields)
-        if model.CQRS_FIELDS != ALL_BASIC_FIELDS:  # type: ignore[attr-defined]
-            wanted = set(model.CQRS_FIELDS)  # type: ignore[attr-defined]
+        if model.CQRS_FIELDS != ALL_BASIC_FIELDS:
+            wanted = set(model.CQRS_FIELDS)
             fields = [f for f in fields if f.name in wanted]
         cached = fields
-        model._cqrs_serialized_fields = cached  # type: ignore[attr-defined]
+        model._cqrs_serialized_fields = cached
     return cached
 
 

@@ -4,17 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
             name='ReplicaTombstone',
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    'id',
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID'),
+                ),
                 ('cqrs_id', models.CharField(max_length=255)),
                 ('pk_value', models.CharField(max_length=255)),
                 ('cqrs_revision', models.IntegerField()),
@@ -23,7 +24,9 @@ class Migration(migrations.Migration):
             ],
             options={
                 'db_table': 'dj_cqrs_replica_tombstone',
-                'constraints': [models.UniqueConstraint(fields=('cqrs_id', 'pk_value'), name='dj_cqrs_tombstone_uniq')],
+                'constraints': [
+                    models.UniqueConstraint(fields=('cqrs_id', 'pk_value'), name='dj_cqrs_tombstone_uniq')
+                ],
             },
         ),
     ]

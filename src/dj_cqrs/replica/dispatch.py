@@ -121,7 +121,9 @@ def apply_query_timeouts(model: Any) -> None:
     conn = connections[replica_db(model)]
     if conn.vendor not in SUPPORTED_TIMEOUT_DB_VENDORS:
         return
-    statement = 'SET statement_timeout TO %s' if conn.vendor == DB_VENDOR_PG else 'SET SESSION MAX_EXECUTION_TIME=%s'
+    statement = (
+        'SET statement_timeout TO %s' if conn.vendor == DB_VENDOR_PG else 'SET SESSION MAX_EXECUTION_TIME=%s'
+    )
     with conn.cursor() as cursor:
         cursor.execute(statement, [timeout])
     install_last_query_capturer(model)

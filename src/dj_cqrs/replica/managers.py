@@ -110,7 +110,12 @@ class ReplicaManager(models.Manager):
             return self._failed('create', mapped_data, exc)
 
     def update_instance(
-        self, instance: Any, mapped_data: dict[str, Any], previous_data: Any = None, sync: bool = False, meta: Any = None
+        self,
+        instance: Any,
+        mapped_data: dict[str, Any],
+        previous_data: Any = None,
+        sync: bool = False,
+        meta: Any = None,
     ) -> Any:
         model = self.model
         pk = instance.pk
@@ -149,7 +154,9 @@ class ReplicaManager(models.Manager):
             )
             return instance
         elif old == new:
-            logger.error('Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).', pk, new, model.CQRS_ID)
+            logger.error(
+                'Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).', pk, new, model.CQRS_ID
+            )
             if new == 0:
                 logger.warning('CQRS potential creation race condition: pk = %s (%s).', pk, model.CQRS_ID)
             return instance
@@ -184,7 +191,9 @@ class ReplicaManager(models.Manager):
                     delete_time = tombstones.as_datetime(mapped['cqrs_updated'])
                     if row_time and delete_time and row_time > delete_time:
                         # The row was re-created on the master after this delete happened.
-                        logger.warning('Stale CQRS delete skipped: pk = %s, the row is newer (%s).', pk, model.CQRS_ID)
+                        logger.warning(
+                            'Stale CQRS delete skipped: pk = %s, the row is newer (%s).', pk, model.CQRS_ID
+                        )
                         return True
                     model._default_manager.db_manager(db).filter(pk=pk).delete()
                 tombstones.record(model, pk, mapped['cqrs_revision'], mapped['cqrs_updated'], db)
@@ -198,7 +207,9 @@ class ReplicaManager(models.Manager):
         model = self.model
         pk = mapped.get(model._meta.pk.name)
         if action == 'update':
-            logger.error('%s\nCQRS update error: pk = %s, cqrs_revision = %s (%s).', exc, pk, revision, model.CQRS_ID)
+            logger.error(
+                '%s\nCQRS update error: pk = %s, cqrs_revision = %s (%s).', exc, pk, revision, model.CQRS_ID
+            )
         else:
             logger.error('%s\nCQRS create error: pk = %s (%s).', exc, pk, model.CQRS_ID)
         last_error.set(exc)

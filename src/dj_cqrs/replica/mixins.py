@@ -90,7 +90,9 @@ class ReplicaMixin(RawReplicaMixin, models.Model, metaclass=ReplicaMeta):
         return cls.cqrs.save_instance(master_data, previous_data, sync, meta)
 
     @classmethod
-    def cqrs_create(cls, sync: bool, mapped_data: dict[str, Any], previous_data: Any = None, meta: Any = None) -> Any:
+    def cqrs_create(
+        cls, sync: bool, mapped_data: dict[str, Any], previous_data: Any = None, meta: Any = None
+    ) -> Any:
         return cls._default_manager.create(**mapped_data)
 
     def cqrs_update(

@@ -90,5 +90,7 @@ def forget(model: Any, pk: Any, using: str) -> None:
 
 
 def prune(older_than: dt.timedelta, using: str = 'default') -> int:
-    deleted, _ = ReplicaTombstone.objects.using(using).filter(deleted_at__lt=timezone.now() - older_than).delete()
+    deleted, _ = (
+        ReplicaTombstone.objects.using(using).filter(deleted_at__lt=timezone.now() - older_than).delete()
+    )
     return deleted

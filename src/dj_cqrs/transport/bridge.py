@@ -60,10 +60,15 @@ class BrokerTransport(BaseTransport):
         try:
             cls.broker().publish([message])
         except PublishError as exc:
-            logger.error("CQRS couldn't be published: pk = %s (%s). Error: %s", payload.pk, payload.cqrs_id, exc)
+            logger.error(
+                "CQRS couldn't be published: pk = %s (%s). Error: %s", payload.pk, payload.cqrs_id, exc
+            )
             return False
         logger.info(
-            'CQRS is published: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id
+            'CQRS is published: pk = %s (%s), correlation_id = %s.',
+            payload.pk,
+            payload.cqrs_id,
+            payload.correlation_id,
         )
         return True
 

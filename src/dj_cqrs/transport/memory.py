@@ -156,7 +156,9 @@ class MemoryBroker(Broker):
                 continue  # the broker drops expired messages, as RabbitMQ does
             tag = next(self._tags)
             self._unacked[tag] = (queue, stored)
-            out.append(Delivery(stored.body, stored.routing_key, dict(stored.headers), stored.redelivered, tag))
+            out.append(
+                Delivery(stored.body, stored.routing_key, dict(stored.headers), stored.redelivered, tag)
+            )
         return out
 
     def _settle(self, tag: int, requeue: bool) -> None:

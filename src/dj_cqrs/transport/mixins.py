@@ -11,15 +11,30 @@ logger = logging.getLogger('django-cqrs')
 class LoggingMixin:
     @staticmethod
     def log_consumed(payload: Any) -> None:
-        logger.info('CQRS is received: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id)
+        logger.info(
+            'CQRS is received: pk = %s (%s), correlation_id = %s.',
+            payload.pk,
+            payload.cqrs_id,
+            payload.correlation_id,
+        )
 
     @staticmethod
     def log_consumed_accepted(payload: Any) -> None:
-        logger.info('CQRS is applied: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id)
+        logger.info(
+            'CQRS is applied: pk = %s (%s), correlation_id = %s.',
+            payload.pk,
+            payload.cqrs_id,
+            payload.correlation_id,
+        )
 
     @staticmethod
     def log_consumed_denied(payload: Any) -> None:
-        logger.warning('CQRS is denied: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id)
+        logger.warning(
+            'CQRS is denied: pk = %s (%s), correlation_id = %s.',
+            payload.pk,
+            payload.cqrs_id,
+            payload.correlation_id,
+        )
 
     @staticmethod
     def log_consumed_failed(payload: Any) -> None:
@@ -53,8 +68,18 @@ class LoggingMixin:
 
     @staticmethod
     def log_requeued(payload: Any) -> None:
-        logger.warning('CQRS is requeued: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id)
+        logger.warning(
+            'CQRS is requeued: pk = %s (%s), correlation_id = %s.',
+            payload.pk,
+            payload.cqrs_id,
+            payload.correlation_id,
+        )
 
     @staticmethod
     def log_produced(payload: Any) -> None:
-        logger.info('CQRS is published: pk = %s (%s), correlation_id = %s.', payload.pk, payload.cqrs_id, payload.correlation_id)
+        logger.info(
+            'CQRS is published: pk = %s (%s), correlation_id = %s.',
+            payload.pk,
+            payload.cqrs_id,
+            payload.correlation_id,
+        )

@@ -403,7 +403,7 @@ class RabbitMQConsumer(BrokerConsumer):
             self._channel.basic_nack(delivery.tag, requeue=requeue)
         self._unsettled.discard(delivery.tag)
 
-    def publish(self, messages: Sequence[OutboundMessage]) -> list[OutboundMessage]:  # type: ignore[override]
+    def publish(self, messages: Sequence[OutboundMessage]) -> list[OutboundMessage]:
         """Publish on a confirm-mode channel of this connection, one confirm at a time (retries and dead
         letters are few); return the unroutable messages."""
         returned: list[OutboundMessage] = []
@@ -519,7 +519,7 @@ class RabbitMQBroker(Broker):
         }
         return params
 
-    def publish(self, messages: Sequence[OutboundMessage]) -> list[OutboundMessage]:  # type: ignore[override]
+    def publish(self, messages: Sequence[OutboundMessage]) -> list[OutboundMessage]:
         """Publish with pipelined confirms on the process's producer connection; return the unroutable
         messages (logged, not failed). Raise :class:`PublishError` for what is not confirmed."""
         if not messages:

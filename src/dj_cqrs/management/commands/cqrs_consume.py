@@ -26,8 +26,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument('--workers', '-w', help='Number of workers', type=str, default='1')
-        parser.add_argument('--cqrs-id', '-cid', nargs='*', type=str, help='Choose model(s) by CQRS_ID for consuming')
-        parser.add_argument('--reload', '-r', action='store_true', default=False, help='Enable reload signal SIGHUP')
+        parser.add_argument(
+            '--cqrs-id', '-cid', nargs='*', type=str, help='Choose model(s) by CQRS_ID for consuming'
+        )
+        parser.add_argument(
+            '--reload', '-r', action='store_true', default=False, help='Enable reload signal SIGHUP'
+        )
         parser.add_argument(
             '--ignore-paths', type=str, default=None, help='Comma-separated directories the reloader ignores'
         )
