@@ -180,10 +180,7 @@ class ContractEnv:
 
     def dead_letters(self, expected: int, timeout: float = 10.0) -> list[Delivery]:
         if self._dlq is None:
-            dlq = self.topology.dead_letter_queue
-            self._dlq = self.broker.open_consumer(
-                Topology(self.topology.exchange, dlq, dlq, ()), prefetch=100
-            )
+            self._dlq = self.broker.open_reader(self.topology.exchange, self.topology.dead_letter_queue)
         got: list[Delivery] = []
         deadline = time.monotonic() + timeout
         while len(got) < expected and time.monotonic() < deadline:

@@ -46,7 +46,10 @@ def reset_transport_cache() -> None:
 @receiver(setting_changed)
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting == 'CQRS':
+        from dj_cqrs.transport.bridge import BrokerTransport
+
         reset_transport_cache()
+        BrokerTransport.reset_all()
 
 
 def __getattr__(name: str) -> Any:

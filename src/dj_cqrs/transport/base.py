@@ -135,6 +135,17 @@ class Broker(abc.ABC):
         """Number of ready messages in ``queue`` (0 if it does not exist)."""
 
     @abc.abstractmethod
+    def purge_queue(self, queue: str) -> int:
+        """Remove every ready message of ``queue``; return how many were removed."""
+
+    def open_reader(self, exchange: str, queue: str, prefetch: int = 0) -> BrokerConsumer:
+        """Consume ``queue`` (e.g. the dead-letter queue) without binding anything new to it.
+
+        ``prefetch=0`` means unlimited, so a reader can hold every message unacknowledged.
+        """
+        return self.open_consumer(Topology(exchange, queue, queue, ()), prefetch)
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close connections held by this process."""
 

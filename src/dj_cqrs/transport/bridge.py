@@ -83,6 +83,19 @@ class BrokerTransport(BaseTransport):
         worker.run()
 
     @classmethod
+    def reset_all(cls) -> None:
+        """Close and forget every broker of this process (the settings changed)."""
+        with cls._lock:
+            entries = list(BrokerTransport._brokers.values())
+            BrokerTransport._brokers.clear()
+        for pid, broker in entries:
+            if pid == os.getpid():
+                try:
+                    broker.close()
+                except Exception:
+                    logger.debug('closing a broker failed', exc_info=True)
+
+    @classmethod
     def clean_connection(cls, *args: Any, **kwargs: Any) -> None:
         with cls._lock:
             entry = cls._brokers.pop(cls, None)

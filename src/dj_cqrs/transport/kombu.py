@@ -157,6 +157,10 @@ class KombuBroker(Broker):
         except Exception:
             return 0
 
+    def purge_queue(self, queue: str) -> int:
+        with self.connection() as conn:
+            return int(Queue(queue)(conn.default_channel).purge() or 0)
+
     def close(self) -> None:
         self._reset_producer()
 

@@ -75,7 +75,7 @@ class MemoryBroker(Broker):
             q = self._queues.get(queue)
             return len(q.messages) + len(q.delayed) if q else 0
 
-    def purge(self, queue: str) -> int:
+    def purge_queue(self, queue: str) -> int:
         with self._lock:
             q = self._queues.get(queue)
             if q is None:

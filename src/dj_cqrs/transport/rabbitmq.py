@@ -593,6 +593,18 @@ class RabbitMQBroker(Broker):
 
         return self._with_admin('queue size', size)
 
+    def purge_queue(self, queue: str) -> int:
+        def purge(conn: pika.BlockingConnection) -> int:
+            try:
+                with _throwaway_channel(conn) as channel:
+                    return int(channel.queue_purge(queue).method.message_count)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == 404:
+                    return 0
+                raise
+
+        return self._with_admin('purging a queue', purge)
+
     def close(self) -> None:
         self._check_fork()
         with self._lock:
