@@ -57,3 +57,10 @@ def stack(request: pytest.FixtureRequest) -> Iterator[harness.Stack]:
 @pytest.fixture
 def upstream_master(stack: harness.Stack) -> bool:
     return stack.master_runtime == 'upstream'
+
+
+@pytest.fixture(autouse=True)
+def _reset_replica_stores() -> Iterator[None]:
+    """Overrides the in-process suite's autouse fixture (tests/conftest.py): the e2e tests do not
+    configure Django in the pytest process, so they must not import the in-process test app."""
+    yield

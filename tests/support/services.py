@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 RABBIT_HOST = os.environ.get('CQRS_TEST_RABBIT_HOST', '127.0.0.1')
 RABBIT_PORT = int(os.environ.get('CQRS_TEST_RABBIT_PORT', '5672'))

@@ -134,11 +134,15 @@ class TrackedReplica(ReplicaMixin, models.Model):
 
     @classmethod
     def cqrs_create(cls, sync, mapped_data, previous_data=None, meta=None):
-        HookLog.objects.create(cqrs_id=cls.CQRS_ID, action='create', sync=sync, meta=meta, previous_data=previous_data)
+        HookLog.objects.create(
+            cqrs_id=cls.CQRS_ID, action='create', sync=sync, meta=meta, previous_data=previous_data
+        )
         return super().cqrs_create(sync, mapped_data, previous_data=previous_data, meta=meta)
 
     def cqrs_update(self, sync, mapped_data, previous_data=None, meta=None):
-        HookLog.objects.create(cqrs_id=self.CQRS_ID, action='update', sync=sync, meta=meta, previous_data=previous_data)
+        HookLog.objects.create(
+            cqrs_id=self.CQRS_ID, action='update', sync=sync, meta=meta, previous_data=previous_data
+        )
         return super().cqrs_update(sync, mapped_data, previous_data=previous_data, meta=meta)
 
     @classmethod

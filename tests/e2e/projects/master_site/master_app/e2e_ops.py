@@ -3,7 +3,6 @@
 from django.apps import apps
 from django.db import transaction
 from django.db.models import F
-
 from e2e_common import row_state, rows_state
 
 

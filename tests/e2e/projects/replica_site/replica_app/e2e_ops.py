@@ -1,8 +1,8 @@
 """Read-only views of the replica for the e2e harness (see e2e_common for the protocol)."""
 
 from django.apps import apps
-
 from e2e_common import rows_state
+
 from replica_app.models import HookLog
 
 

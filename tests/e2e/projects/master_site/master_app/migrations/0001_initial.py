@@ -5,19 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
             name='MetaModel',
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cqrs_revision', models.IntegerField(default=0, help_text="This field must be incremented on any model update. It's used to for CQRS sync.")),
-                ('cqrs_updated', models.DateTimeField(auto_now=True, help_text="This field must be incremented on every model update. It's used to for CQRS sync.")),
+                (
+                    'id',
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID'),
+                ),
+                (
+                    'cqrs_revision',
+                    models.IntegerField(
+                        default=0,
+                        help_text="This field must be incremented on any model update. It's used to for CQRS sync.",
+                    ),
+                ),
+                (
+                    'cqrs_updated',
+                    models.DateTimeField(
+                        auto_now=True,
+                        help_text="This field must be incremented on every model update. It's used to for CQRS sync.",
+                    ),
+                ),
                 ('owner', models.CharField(max_length=50)),
                 ('title', models.CharField(max_length=100)),
             ],
@@ -28,9 +41,24 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='MyMasterModel',
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cqrs_revision', models.IntegerField(default=0, help_text="This field must be incremented on any model update. It's used to for CQRS sync.")),
-                ('cqrs_updated', models.DateTimeField(auto_now=True, help_text="This field must be incremented on every model update. It's used to for CQRS sync.")),
+                (
+                    'id',
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID'),
+                ),
+                (
+                    'cqrs_revision',
+                    models.IntegerField(
+                        default=0,
+                        help_text="This field must be incremented on any model update. It's used to for CQRS sync.",
+                    ),
+                ),
+                (
+                    'cqrs_updated',
+                    models.DateTimeField(
+                        auto_now=True,
+                        help_text="This field must be incremented on every model update. It's used to for CQRS sync.",
+                    ),
+                ),
                 ('my_field', models.CharField(max_length=100)),
             ],
             options={
@@ -40,9 +68,24 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Publisher',
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cqrs_revision', models.IntegerField(default=0, help_text="This field must be incremented on any model update. It's used to for CQRS sync.")),
-                ('cqrs_updated', models.DateTimeField(auto_now=True, help_text="This field must be incremented on every model update. It's used to for CQRS sync.")),
+                (
+                    'id',
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID'),
+                ),
+                (
+                    'cqrs_revision',
+                    models.IntegerField(
+                        default=0,
+                        help_text="This field must be incremented on any model update. It's used to for CQRS sync.",
+                    ),
+                ),
+                (
+                    'cqrs_updated',
+                    models.DateTimeField(
+                        auto_now=True,
+                        help_text="This field must be incremented on every model update. It's used to for CQRS sync.",
+                    ),
+                ),
                 ('name', models.CharField(max_length=100)),
             ],
             options={
@@ -52,9 +95,24 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='TrackedModel',
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cqrs_revision', models.IntegerField(default=0, help_text="This field must be incremented on any model update. It's used to for CQRS sync.")),
-                ('cqrs_updated', models.DateTimeField(auto_now=True, help_text="This field must be incremented on every model update. It's used to for CQRS sync.")),
+                (
+                    'id',
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID'),
+                ),
+                (
+                    'cqrs_revision',
+                    models.IntegerField(
+                        default=0,
+                        help_text="This field must be incremented on any model update. It's used to for CQRS sync.",
+                    ),
+                ),
+                (
+                    'cqrs_updated',
+                    models.DateTimeField(
+                        auto_now=True,
+                        help_text="This field must be incremented on every model update. It's used to for CQRS sync.",
+                    ),
+                ),
                 ('title', models.CharField(max_length=100)),
                 ('counter', models.IntegerField(default=0)),
                 ('note', models.CharField(blank=True, default='', max_length=100)),
@@ -66,11 +124,34 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='SerializedModel',
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cqrs_revision', models.IntegerField(default=0, help_text="This field must be incremented on any model update. It's used to for CQRS sync.")),
-                ('cqrs_updated', models.DateTimeField(auto_now=True, help_text="This field must be incremented on every model update. It's used to for CQRS sync.")),
+                (
+                    'id',
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID'),
+                ),
+                (
+                    'cqrs_revision',
+                    models.IntegerField(
+                        default=0,
+                        help_text="This field must be incremented on any model update. It's used to for CQRS sync.",
+                    ),
+                ),
+                (
+                    'cqrs_updated',
+                    models.DateTimeField(
+                        auto_now=True,
+                        help_text="This field must be incremented on every model update. It's used to for CQRS sync.",
+                    ),
+                ),
                 ('name', models.CharField(max_length=100)),
-                ('publisher', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='master_app.publisher')),
+                (
+                    'publisher',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to='master_app.publisher',
+                    ),
+                ),
             ],
             options={
                 'abstract': False,
@@ -79,9 +160,24 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='TypedModel',
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cqrs_revision', models.IntegerField(default=0, help_text="This field must be incremented on any model update. It's used to for CQRS sync.")),
-                ('cqrs_updated', models.DateTimeField(auto_now=True, help_text="This field must be incremented on every model update. It's used to for CQRS sync.")),
+                (
+                    'id',
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID'),
+                ),
+                (
+                    'cqrs_revision',
+                    models.IntegerField(
+                        default=0,
+                        help_text="This field must be incremented on any model update. It's used to for CQRS sync.",
+                    ),
+                ),
+                (
+                    'cqrs_updated',
+                    models.DateTimeField(
+                        auto_now=True,
+                        help_text="This field must be incremented on every model update. It's used to for CQRS sync.",
+                    ),
+                ),
                 ('char_field', models.CharField(max_length=200)),
                 ('int_field', models.IntegerField(default=0)),
                 ('dec_field', models.DecimalField(decimal_places=6, max_digits=20)),
@@ -89,7 +185,15 @@ class Migration(migrations.Migration):
                 ('bool_field', models.BooleanField(default=False)),
                 ('uuid_field', models.UUIDField()),
                 ('nullable_field', models.CharField(blank=True, max_length=50, null=True)),
-                ('publisher', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to='master_app.publisher')),
+                (
+                    'publisher',
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        to='master_app.publisher',
+                    ),
+                ),
             ],
             options={
                 'abstract': False,
