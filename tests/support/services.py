@@ -88,3 +88,22 @@ def pg_settings(name: str) -> dict[str, object]:
         'PORT': PG_PORT,
         'TEST': {'NAME': name},
     }
+
+
+def close_rabbit_connections(vhost: str, connection_name: str) -> int:
+    """Make the broker close this vhost's connections whose name contains ``connection_name``
+    (never anyone else's: the broker is shared)."""
+    out = subprocess.run(
+        ['rabbitmqctl', '-q', 'list_connections', '--no-table-headers', 'pid', 'vhost', 'client_properties'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    closed = 0
+    for line in out.splitlines():
+        pid, conn_vhost, props = line.split('\t', 2)
+        if conn_vhost == vhost and connection_name in props:
+            subprocess.run(['rabbitmqctl', '-q', 'close_connection', pid, 'test'], check=False, timeout=60)
+            closed += 1
+    return closed
