@@ -26,8 +26,6 @@ from dj_cqrs.conf import (
 from dj_cqrs.constants import ALL_BASIC_FIELDS
 from dj_cqrs.registry import MasterRegistry, ReplicaRegistry
 
-DOCS = 'See docs/settings.md.'
-
 
 def _error(id_: int, msg: str, hint: str, obj: Any = None) -> Error:
     return Error(msg, hint=hint, obj=obj, id=f'dj_cqrs.E{id_:03d}')
@@ -89,7 +87,7 @@ def _check_transport(config: dict[str, Any]) -> list[Any]:
     if isinstance(path, str):
         try:
             transport = import_string(path)
-        except ImportError as exc:
+        except Exception as exc:  # a module that fails to import may raise anything
             return [_error(4, f"CQRS transport '{path}' can't be imported: {exc}.", _transport_hint(path))]
     if not (inspect.isclass(transport) and issubclass(transport, BaseTransport)):
         return [
@@ -103,18 +101,31 @@ def _check_transport(config: dict[str, Any]) -> list[Any]:
 
     if issubclass(transport, RabbitMQTransport):
         url = config.get('url')
-        if url is not None and (not isinstance(url, str) or not url.startswith(('amqp://', 'amqps://'))):
+        if url is not None and not _valid_amqp_url(url):
             return [
                 _error(
                     15,
-                    "CQRS url must be an 'amqp://' or 'amqps://' URL for RabbitMQTransport.",
-                    "Use CQRS['url'] = 'amqp://user:password@host:5672/vhost'.",
+                    "CQRS url must be a valid 'amqp://' or 'amqps://' URL for RabbitMQTransport.",
+                    "Use CQRS['url'] = 'amqp://user:password@host:5672/vhost' with options pika knows "
+                    '(heartbeat, connection_attempts, ...).',
                 )
             ]
         port = config.get('port')
         if url is None and port is not None and not is_int(port):
             return [_error(16, 'CQRS port must be an integer.', f"CQRS['port'] is {port!r}.")]
     return []
+
+
+def _valid_amqp_url(url: Any) -> bool:
+    if not isinstance(url, str) or not url.startswith(('amqp://', 'amqps://')):
+        return False
+    from dj_cqrs.transport.rabbitmq import RabbitMQBroker
+
+    try:
+        RabbitMQBroker(url=url).connection_parameters()
+    except Exception:
+        return False
+    return True
 
 
 def _transport_hint(path: str) -> str:
@@ -238,9 +249,17 @@ def _check_replica(config: dict[str, Any]) -> list[Any]:
                 'Use a non-negative number of seconds.',
             )
         )
-    for key in ('delay_queue_max_size', 'CQRS_DELAY_QUEUE_MAX_SIZE'):
-        if key not in replica:
-            continue
+    if 'delay_queue_max_size' in replica and 'CQRS_DELAY_QUEUE_MAX_SIZE' in replica:
+        errors.append(
+            _warning(
+                7,
+                'Both delay_queue_max_size and CQRS_DELAY_QUEUE_MAX_SIZE are set; '
+                'delay_queue_max_size is used.',
+                'Keep one of the two spellings.',
+            )
+        )
+    size_keys = [k for k in ('delay_queue_max_size', 'CQRS_DELAY_QUEUE_MAX_SIZE') if k in replica]
+    for key in size_keys[:1]:  # the one conf uses
         size = replica[key]
         if size is not None and (not is_int(size) or size <= 0):
             errors.append(
@@ -401,7 +420,16 @@ def replica_model_errors(model: Any) -> list[Any]:
     if mapping is not None:
         values = list(mapping.values()) if isinstance(mapping, dict) else []
         names = _names(model)
-        if not isinstance(mapping, dict) or len(set(values)) != len(values):
+        if not isinstance(mapping, dict):
+            errors.append(
+                _error(
+                    111,
+                    f'CQRS_MAPPING must be a dict for model {name}.',
+                    'Map master to replica names.',
+                    model,
+                )
+            )
+        elif len(set(values)) != len(values):
             errors.append(
                 _error(
                     111,
@@ -431,7 +459,12 @@ def check_registered_classes(app_configs: Any = None, **kwargs: Any) -> list[Any
     """Replicas Django does not check itself: abstract models and non-model classes."""
     errors: list[Any] = []
     seen = set()
-    for _, model in [*ReplicaRegistry.models.items(), *ReplicaRegistry.duplicates]:
+    candidates = [
+        *ReplicaRegistry.models.values(),
+        *(model for _, model in ReplicaRegistry.duplicates),
+        *ReplicaRegistry.missing_id,
+    ]
+    for model in candidates:
         concrete = hasattr(model, '_meta') and not model._meta.abstract
         if concrete or model in seen:
             continue
@@ -440,9 +473,9 @@ def check_registered_classes(app_configs: Any = None, **kwargs: Any) -> list[Any
     return errors
 
 
-@register(Tags.database)
-def check_tables(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
-    """The app's own tables exist where replicas write (run with ``check --database``)."""
+def check_tables(databases: Any) -> list[Any]:
+    """The app's own tables exist where replicas write (run by ``cqrs_consume`` before starting;
+    not a registered check, or it would stop ``migrate`` from creating them)."""
     if not databases or not ReplicaRegistry.models:
         return []
     from django.db import connections
@@ -464,3 +497,34 @@ def check_tables(app_configs: Any = None, databases: Any = None, **kwargs: Any) 
                 )
             )
     return errors
+
+
+@register(Tags.database)
+def check_outbox_table(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """Masters with the outbox on need its table (a warning: ``migrate`` runs this check too)."""
+    if not databases or not MasterRegistry.models:
+        return []
+    from dj_cqrs.conf import cqrs_settings
+
+    if not cqrs_settings.master.outbox:
+        return []
+    from django.db import connections
+
+    from dj_cqrs.master.outbox import OutboxEvent
+
+    warnings = []
+    for alias in databases:
+        try:
+            tables = connections[alias].introspection.table_names()
+        except Exception:
+            continue
+        if OutboxEvent._meta.db_table not in tables:
+            warnings.append(
+                _warning(
+                    21,
+                    f"The CQRS outbox table is missing in database '{alias}'; events are published "
+                    'without it (a broker outage loses them).',
+                    f'Run `manage.py migrate dj_cqrs --database {alias}`.',
+                )
+            )
+    return warnings

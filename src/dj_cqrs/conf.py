@@ -24,6 +24,7 @@ DEFAULT_REPLICA_RETRY_DELAY = 2
 DEFAULT_REPLICA_DELAY_QUEUE_MAX_SIZE = 1000
 DEFAULT_DEAD_MESSAGE_TTL = 864000
 DEFAULT_CONSUMER_PREFETCH_COUNT = 10
+DEFAULT_OUTBOX_WARN_AGE = 300
 DEFAULT_RABBITMQ_PREFETCH_COUNT = 100
 
 TOP_LEVEL_KEYS = frozenset(
@@ -37,6 +38,7 @@ TOP_LEVEL_KEYS = frozenset(
         'exchange',
         'queue',
         'consumer_prefetch_count',
+        'transport_options',
         'master',
         'replica',
     }
@@ -102,6 +104,8 @@ class MasterSettings:
     message_ttl: int | None
     correlation_function: Any
     meta_function: Any
+    outbox: bool = True
+    outbox_warn_age: int = 300
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,13 @@ class CQRSSettings:
             ),
             correlation_function=correlation if callable(correlation) else None,
             meta_function=resolve_meta_function(section.get('meta_function')),
+            outbox=section.get('CQRS_OUTBOX', True) is not False,
+            outbox_warn_age=_int_or_default(  # type: ignore[arg-type]
+                section.get('CQRS_OUTBOX_WARN_AGE', DEFAULT_OUTBOX_WARN_AGE),
+                DEFAULT_OUTBOX_WARN_AGE,
+                minimum=1,
+                allow_none=False,
+            ),
         )
 
     @property

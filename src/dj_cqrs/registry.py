@@ -16,11 +16,15 @@ class RegistryMixin:
     models: ClassVar[dict[str, Any]]
     #: (cqrs_id, model) pairs that could not be registered because the id was taken.
     duplicates: ClassVar[list[tuple[str, Any]]]
+    #: classes registered without a CQRS_ID (reported by the checks).
+    missing_id: ClassVar[list[Any]]
 
     @classmethod
     def register_model(cls, model_cls: Any) -> None:
         cqrs_id = getattr(model_cls, 'CQRS_ID', None)
         if not cqrs_id:
+            if model_cls not in cls.missing_id:
+                cls.missing_id.append(model_cls)
             return
         existing = cls.models.get(cqrs_id)
         if existing is not None and _same_class(existing, model_cls):
@@ -55,8 +59,10 @@ def _same_class(a: Any, b: Any) -> bool:
 class MasterRegistry(RegistryMixin):
     models: ClassVar[dict[str, Any]] = {}
     duplicates: ClassVar[list[tuple[str, Any]]] = []
+    missing_id: ClassVar[list[Any]] = []
 
 
 class ReplicaRegistry(RegistryMixin):
     models: ClassVar[dict[str, Any]] = {}
     duplicates: ClassVar[list[tuple[str, Any]]] = []
+    missing_id: ClassVar[list[Any]] = []

@@ -81,9 +81,9 @@ class LoopbackTransport(BaseTransport):
         from dj_cqrs.controller import consumer
 
         received = wire_roundtrip(payload)
-        if received.queue and received.queue != cqrs_settings.queue:
-            return None  # a direct sync to another replica
-        return consumer.consume(received)
+        if not received.queue or received.queue == cqrs_settings.queue:  # else: for another replica
+            consumer.consume(received)
+        return True  # delivered, whatever the replica made of it
 
     @staticmethod
     def consume(*args: Any, **kwargs: Any) -> None:

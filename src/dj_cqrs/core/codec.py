@@ -95,8 +95,12 @@ def _parse_float(text: str) -> float | Decimal:
     return number if Decimal(repr(number)) == exact else exact
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f'{name} is not valid JSON')
+
+
 def loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_float=_parse_float)
+    return json.loads(text, parse_float=_parse_float, parse_constant=_refuse_constant)
 
 
 def encode_fields(fields: Mapping[str, Any]) -> bytes:

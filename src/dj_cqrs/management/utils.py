@@ -7,21 +7,22 @@ from typing import Any
 
 
 def batch_qs(qs: Any, batch_size: int = 10000) -> Iterator[Any]:
-    """Yield ``qs`` in batches of ``batch_size`` rows, keyset-paginated by primary key.
+    """Yield ``qs`` as querysets of at most ``batch_size`` rows, keyset-paginated by primary key.
 
-    Upstream slices an unordered queryset by offset, which can skip or repeat rows; this orders by
-    pk and continues after the last pk seen, so rows are neither skipped nor repeated.
+    Upstream slices an unordered queryset by offset, which can skip or repeat rows and costs
+    O(offset) per batch; this pages through the primary keys in order (an index-only query), so
+    rows are neither skipped nor repeated, rows added meanwhile are reached, and ``values()``
+    querysets work too.
     """
     if batch_size <= 0:
         raise ValueError('batch_size must be positive.')
-    qs = qs.order_by('pk')
     last = None
+    keys = qs.order_by('pk').values_list('pk', flat=True)
     while True:
-        page = qs if last is None else qs.filter(pk__gt=last)
-        batch = list(page[:batch_size])
-        if not batch:
+        page = list((keys if last is None else keys.filter(pk__gt=last))[:batch_size])
+        if not page:
             return
-        yield batch
-        last = batch[-1].pk
-        if len(batch) < batch_size:
+        yield qs.filter(pk__in=page).order_by('pk')
+        last = page[-1]
+        if len(page) < batch_size:
             return

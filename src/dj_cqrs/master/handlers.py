@@ -9,6 +9,7 @@ on-commit list itself, so a rolled-back transaction or savepoint never swallows 
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
@@ -16,10 +17,33 @@ from django.db import connections, transaction
 from django.db.models import signals as model_signals
 
 from dj_cqrs import signals
-from dj_cqrs.master import publisher
+from dj_cqrs.conf import cqrs_settings
+from dj_cqrs.constants import SignalType
+from dj_cqrs.core import codec
+from dj_cqrs.master import outbox, publisher
 from dj_cqrs.master.serialization import cqrs_state
 
 PENDING_ATTR = '_cqrs_pending'
+
+logger = logging.getLogger('django-cqrs')
+
+
+def outbox_enabled(using: str) -> bool:
+    if not cqrs_settings.master.outbox:
+        return False
+    if outbox.table_exists(using):
+        return True
+    if using not in _warned_missing:
+        _warned_missing.add(using)
+        logger.error(
+            "CQRS outbox table is missing in database '%s': events are published without it until "
+            'you run `manage.py migrate dj_cqrs` (system check dj_cqrs.W021).',
+            using,
+        )
+    return False
+
+
+_warned_missing: set[str] = set()
 
 
 def _pending_is_live(instance: Any, using: str) -> bool:
@@ -73,7 +97,17 @@ class MasterSignals:
         connection = connections[using]
         if connection.in_atomic_block and _pending_is_live(instance, using) and not sync:
             return  # this transaction already publishes the object, with its final state
-        callback = partial(publisher.publish_save, instance, using, sync, queue)
+        outbox_id = None
+        if outbox_enabled(using):
+            outbox_id = outbox.record(
+                using,
+                instance.CQRS_ID,
+                SignalType.SYNC if sync else SignalType.SAVE,
+                instance.pk,
+                queue=queue,
+                previous_data=instance.get_tracked_fields_data(),
+            )
+        callback = partial(publisher.publish_save, instance, using, sync, queue, outbox_id)
         if connection.in_atomic_block and not sync:
             instance.__dict__[PENDING_ATTR] = (using, callback)
         transaction.on_commit(callback, using=using)
@@ -85,7 +119,16 @@ class MasterSignals:
             return
         payload = publisher.build_delete_payload(instance)
         using = kwargs.get('using') or 'default'
-        transaction.on_commit(partial(publisher.emit, payload), using=using)
+        outbox_id = None
+        if outbox_enabled(using):
+            outbox_id = outbox.record(
+                using,
+                payload.cqrs_id,
+                SignalType.DELETE,
+                payload.pk,
+                body=codec.encode_fields(payload.to_dict()),
+            )
+        transaction.on_commit(partial(publisher.emit, payload, using, outbox_id), using=using)
 
     @classmethod
     def post_bulk_create(cls, sender: Any, **kwargs: Any) -> None:

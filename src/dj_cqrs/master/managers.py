@@ -9,6 +9,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from dj_cqrs.constants import TRACKED_FIELDS_ATTR_NAME
+from dj_cqrs.master.serialization import FRESH_ATTR
 from dj_cqrs.master.tracking import get_tracker
 
 
@@ -18,6 +19,8 @@ class MasterManager(models.Manager):
         objs = list(objs)  # a generator would be used up by the tracker pass (upstream quirk)
         for obj in objs:
             obj.save_tracked_fields()
+        for obj in objs:
+            obj.__dict__[FRESH_ATTR] = True  # serialized from memory: no re-read per object
         with transaction.atomic(using=self.db, savepoint=False):
             result = super().bulk_create(objs, **kwargs)
             if result:
@@ -49,6 +52,8 @@ class MasterManager(models.Manager):
                 cqrs_revision=F('cqrs_revision') + 1, cqrs_updated=timezone.now(), **kwargs
             )
             objs = list(manager.filter(pk__in=pks))
+            for obj in objs:
+                obj.__dict__[FRESH_ATTR] = True
             if tracker is not None:
                 for obj in objs:
                     setattr(obj, TRACKED_FIELDS_ATTR_NAME, previous.get(obj.pk))

@@ -116,22 +116,20 @@ class RawMasterMixin(models.Model):
         self, args: Any, kwargs: dict[str, Any], update_fields: Any, update_cqrs_fields: bool, using: str
     ) -> None:
         initial = handlers.begin_save(self, using)
-        bumped = False
         if update_fields:
             update_fields = list(update_fields)
             if update_cqrs_fields:
                 self.cqrs_revision = F('cqrs_revision') + 1  # type: ignore[assignment]
                 update_fields.extend(f for f in ('cqrs_revision', 'cqrs_updated') if f not in update_fields)
-                bumped = True
-        elif not self._state.adding and initial:
+        elif update_fields is None and not self._state.adding and initial:
+            # (update_fields=[] saves nothing: upstream still assigns the F() and leaves it behind.)
             self.cqrs_revision = F('cqrs_revision') + 1  # type: ignore[assignment]
-            bumped = True
+        elif isinstance(self.__dict__.get('cqrs_revision'), Combinable):
+            # The F() + 1 of this transaction's first save is still on the instance; Django would
+            # apply it again (a double increment upstream). Keep the stored value instead.
+            self.cqrs_revision = F('cqrs_revision')  # type: ignore[assignment]
         self.save_tracked_fields()
         super().save(*args, update_fields=update_fields, **kwargs)
-        if bumped or isinstance(self.__dict__.get('cqrs_revision'), Combinable):
-            # Read the incremented revision back now: an F() left on the instance would be applied
-            # again by the next save (a double increment upstream) and is not serializable.
-            self.refresh_from_db(using=using, fields=['cqrs_revision'])
         tracker = get_tracker(type(self))
         if tracker is not None:
             tracker.snapshot(self)
@@ -149,7 +147,7 @@ class RawMasterMixin(models.Model):
     def to_cqrs_dict(self, using: str | None = None, sync: bool = False) -> dict[str, Any]:
         if self.CQRS_SERIALIZER:
             return class_serialization(self, using, sync=sync)
-        return default_serialization(self, using)
+        return default_serialization(self, using, sync=sync)
 
     def cqrs_sync(self, using: str | None = None, queue: str | None = None) -> bool:
         """Publish the instance again as a SYNC event (to one replica if ``queue`` is given)."""

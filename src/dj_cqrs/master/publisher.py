@@ -7,12 +7,14 @@ because users' test suites patch that function.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
 from dj_cqrs.constants import SignalType
+from dj_cqrs.master import outbox
 from dj_cqrs.payload import TransportPayload, get_message_expiration_dt
 
 logger = logging.getLogger('django-cqrs')
@@ -60,7 +62,9 @@ def build_delete_payload(instance: Any) -> TransportPayload:
     )
 
 
-def publish_save(instance: Any, using: str | None, sync: bool = False, queue: str | None = None) -> None:
+def publish_save(
+    instance: Any, using: str, sync: bool = False, queue: str | None = None, outbox_id: int | None = None
+) -> None:
     """Serialize ``instance`` now (it is committed) and publish it."""
     instance.reset_cqrs_saves_count()
     instance.__dict__.pop('_cqrs_pending', None)
@@ -72,19 +76,48 @@ def publish_save(instance: Any, using: str | None, sync: bool = False, queue: st
             type(instance).__name__,
             instance.pk,
         )
+        if outbox_id is not None:
+            outbox.delivered.add(using, [outbox_id])  # the row is gone: its DELETE event has its own row
         return
     except Exception:
         # A broken serializer must not stop the other events of the transaction (upstream lets
-        # it escape from on_commit, which skips every later callback).
+        # it escape from on_commit, which skips every later callback). An outbox row stays.
         logger.exception("CQRS couldn't be serialized: pk = %s (%s).", instance.pk, instance.CQRS_ID)
         return
-    emit(payload)
+    emit(payload, using, outbox_id)
 
 
-def emit(payload: TransportPayload) -> None:
+#: While the broker is failing, the fast path leaves events to the relay instead of making every
+#: committing request wait for a publish timeout.
+BREAKER_SECONDS = 5.0
+_breaker = {'open_until': 0.0}
+
+
+def emit(payload: TransportPayload, using: str = 'default', outbox_id: int | None = None) -> bool:
+    """Publish through ``producer.produce``; return whether the event was delivered."""
     from dj_cqrs.controller import producer
 
+    if outbox_id is not None and time.monotonic() < _breaker['open_until']:
+        return False
     try:
-        producer.produce(payload)
+        result = producer.produce(payload)
     except Exception:
         logger.exception("CQRS couldn't be published: pk = %s (%s).", payload.pk, payload.cqrs_id)
+        result = False
+    if result is False:  # our transports return False when the broker did not confirm
+        if outbox_id is not None:
+            _breaker['open_until'] = time.monotonic() + BREAKER_SECONDS
+            logger.warning(
+                'CQRS event kept in the outbox for the relay: pk = %s (%s), outbox id = %s.',
+                payload.pk,
+                payload.cqrs_id,
+                outbox_id,
+            )
+        return False
+    if outbox_id is not None:
+        _breaker['open_until'] = 0.0
+        outbox.delivered.add(using, [outbox_id])
+        from dj_cqrs.master import relay
+
+        relay.maybe_catch_up(using)
+    return True

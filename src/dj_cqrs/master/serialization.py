@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import ContextDecorator
+from decimal import Decimal
 from typing import Any
 
 from django.db import models
@@ -12,6 +13,7 @@ from django.utils.module_loading import import_string
 
 from dj_cqrs.constants import ALL_BASIC_FIELDS
 from dj_cqrs.core.codec import json_value
+from dj_cqrs.master.tracking import SNAPSHOT_ATTR
 
 
 class _State(threading.local):
@@ -33,26 +35,65 @@ def serialized_fields(model: Any) -> list[models.Field]:
     return cached
 
 
-def refresh_expressions(instance: models.Model, using: str | None = None) -> None:
-    """Replace F-expressions left on the instance by their committed values (one SELECT)."""
-    names = [
-        f.attname
-        for f in instance._meta.concrete_fields
-        if isinstance(instance.__dict__.get(f.attname), Combinable)
-    ]
-    if names:
-        instance.refresh_from_db(using=using, fields=names)
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # As a string, so no replica loses digits to a float parser (upstream ones included).
+        return str(value)
+    return json_value(value) if value is not None else None
 
 
-def default_serialization(instance: models.Model, using: str | None = None) -> dict[str, Any]:
-    refresh_expressions(instance, using)
-    data: dict[str, Any] = {}
-    for field in serialized_fields(type(instance)):
-        value = field.value_from_object(instance)
-        data[field.name] = json_value(value) if value is not None else None
-    data['cqrs_revision'] = instance.cqrs_revision  # type: ignore[attr-defined]
-    data['cqrs_updated'] = str(instance.cqrs_updated)  # type: ignore[attr-defined]
+def committed_values(instance: Any, using: str | None) -> dict[str, Any]:
+    """The serialized fields of ``instance``'s row as committed (one SELECT).
+
+    F-expressions left on the instance by ``save()`` are replaced by their values. Raises the
+    model's ``DoesNotExist`` if the row is gone (deleted later in the same transaction).
+    """
+    model = type(instance)
+    fields = serialized_fields(model)
+    attnames = [f.attname for f in fields]
+    for name in ('cqrs_revision', 'cqrs_updated'):
+        if name not in attnames:
+            attnames.append(name)
+    if instance.pk is None:
+        raise model.DoesNotExist
+    row = (
+        model._default_manager.db_manager(using or instance._state.db)
+        .filter(pk=instance.pk)
+        .values(*attnames)
+    )
+    values = row.first()
+    if values is None:
+        raise model.DoesNotExist
+    resolved = {}
+    for attname, value in values.items():
+        if isinstance(instance.__dict__.get(attname), Combinable):
+            instance.__dict__[attname] = value
+            resolved[attname] = value
+    if resolved:
+        snapshot = instance.__dict__.get(SNAPSHOT_ATTR)
+        if snapshot is not None:
+            snapshot.update({k: json_value(v) for k, v in resolved.items() if k in snapshot})
+    return values
+
+
+def default_serialization(instance: Any, using: str | None = None, sync: bool = False) -> dict[str, Any]:
+    """Saves are serialized from the committed row; syncs (and rows just loaded) from memory."""
+    fields = serialized_fields(type(instance))
+    if sync or instance.__dict__.get(FRESH_ATTR):
+        instance.__dict__.pop(FRESH_ATTR, None)
+        data = {f.name: _wire_value(f.value_from_object(instance)) for f in fields}
+        data['cqrs_revision'] = instance.cqrs_revision
+        data['cqrs_updated'] = str(instance.cqrs_updated)
+        return data
+    values = committed_values(instance, using)
+    data = {f.name: _wire_value(values[f.attname]) for f in fields}
+    data['cqrs_revision'] = values['cqrs_revision']
+    data['cqrs_updated'] = str(values['cqrs_updated'])
     return data
+
+
+#: Set on instances whose in-memory state is the committed one (just bulk-created or reloaded).
+FRESH_ATTR = '_cqrs_fresh'
 
 
 def get_serializer_class(model: Any) -> Any:

@@ -61,7 +61,12 @@ class CQRSTracker:
         return {name: _json_valid(getattr(instance, name)) for name in self.names if name not in deferred}
 
     def snapshot(self, instance: models.Model) -> None:
-        instance.__dict__[SNAPSHOT_ATTR] = self.current(instance)
+        current = self.current(instance)
+        previous = instance.__dict__.get(SNAPSHOT_ATTR, {})
+        for name, value in current.items():
+            if isinstance(value, Combinable):  # not known before it is read back: keep the old one
+                current[name] = previous.get(name)
+        instance.__dict__[SNAPSHOT_ATTR] = current
 
     def changed(self, instance: models.Model) -> dict[str, Any]:
         """``{field name: previous value}`` for tracked fields that differ from the snapshot."""

@@ -12,12 +12,13 @@ Differences from upstream, on purpose:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextvars import ContextVar
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, models, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
 
 from dj_cqrs.replica import mapping, tombstones
 
@@ -28,6 +29,20 @@ logger = logging.getLogger('django-cqrs')
 last_error: ContextVar[BaseException | None] = ContextVar('cqrs_last_error', default=None)
 
 STALE = True  # truthy: a skipped stale event is acknowledged
+
+
+def lock_absent_row(model: Any, pk: Any, db: str) -> None:
+    """Take a transaction-scoped lock on (CQRS_ID, pk) where the database has one (PostgreSQL).
+
+    ``SELECT ... FOR UPDATE`` locks nothing when the row does not exist, so a create and a delete
+    of the same absent row could interleave and resurrect it.
+    """
+    connection = connections[db]
+    if connection.vendor != 'postgresql':
+        return
+    digest = hashlib.blake2b(f'{model.CQRS_ID}:{pk}'.encode(), digest_size=8).digest()
+    with connection.cursor() as cursor:
+        cursor.execute('SELECT pg_advisory_xact_lock(%s)', [int.from_bytes(digest, 'big', signed=True)])
 
 
 class ReplicaManager(models.Manager):
@@ -43,8 +58,13 @@ class ReplicaManager(models.Manager):
             return None
         mapped_previous = mapping.map_previous_data(model, previous_data) if previous_data else None
         db = self._write_db()
+        pk = mapped[model._meta.pk.name]
         with transaction.atomic(using=db, savepoint=False):
-            instance = self._locked_row(mapped[model._meta.pk.name], db)
+            instance = self._locked_row(pk, db)
+            if instance is None:
+                # No row to lock: serialize with a concurrent delete or create of the same pk.
+                lock_absent_row(model, pk, db)
+                instance = self._locked_row(pk, db)
             if instance is not None:
                 return self.update_instance(instance, mapped, mapped_previous, sync, meta)
             return self._create_fenced(mapped, mapped_previous, sync, meta, db)
@@ -185,6 +205,7 @@ class ReplicaManager(models.Manager):
         db = self._write_db()
         try:
             with transaction.atomic(using=db, savepoint=False):
+                lock_absent_row(model, pk, db)
                 instance = self._locked_row(pk, db)
                 if instance is not None:
                     row_time = tombstones.as_datetime(instance.cqrs_updated)
@@ -205,6 +226,12 @@ class ReplicaManager(models.Manager):
 
     def _failed(self, action: str, mapped: dict[str, Any], exc: BaseException, revision: Any = None) -> None:
         model = self.model
+        if isinstance(exc, DatabaseError):
+            # The handler swallowed a database error: the transaction is unusable; roll it back
+            # instead of failing again with "current transaction is aborted".
+            connection = transaction.get_connection(self._write_db())
+            if connection.in_atomic_block:
+                transaction.set_rollback(True, using=self._write_db())
         pk = mapped.get(model._meta.pk.name)
         if action == 'update':
             logger.error(

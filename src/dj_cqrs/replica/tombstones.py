@@ -78,11 +78,16 @@ def record(model: Any, pk: Any, revision: Any, updated: Any, using: str) -> None
         revision = int(revision)
     except (TypeError, ValueError):
         revision = 0
-    ReplicaTombstone.objects.using(using).update_or_create(
-        cqrs_id=model.CQRS_ID,
-        pk_value=str(pk),
-        defaults={'cqrs_revision': revision, 'cqrs_updated': as_datetime(updated)},
-    )
+    tombstone = find(model, pk, using)
+    if tombstone is None:
+        ReplicaTombstone.objects.using(using).create(
+            cqrs_id=model.CQRS_ID, pk_value=str(pk), cqrs_revision=revision, cqrs_updated=as_datetime(updated)
+        )
+    elif is_newer(revision, updated, tombstone.cqrs_revision, tombstone.cqrs_updated):
+        # A late, older delete must not move the tombstone back in time.
+        tombstone.cqrs_revision = revision
+        tombstone.cqrs_updated = as_datetime(updated)
+        tombstone.save(using=using, update_fields=['cqrs_revision', 'cqrs_updated', 'deleted_at'])
 
 
 def forget(model: Any, pk: Any, using: str) -> None:

@@ -6,8 +6,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dj_cqrs import checks
 from dj_cqrs.consumer.supervisor import Supervisor
 from dj_cqrs.registry import ReplicaRegistry
+from dj_cqrs.replica.dispatch import replica_db
 
 
 def _positive_int(value: str) -> int:
@@ -49,6 +51,9 @@ class Command(BaseCommand):
         for name in ('sigint_timeout', 'sigkill_timeout'):
             if options[name] < 0:
                 raise CommandError(f'--{name.replace("_", "-")} must not be negative.')
+        problems = checks.check_tables(sorted({replica_db(m) for m in ReplicaRegistry.models.values()}))
+        if problems:
+            raise CommandError(f'{problems[0].msg} {problems[0].hint}')
         ignore = [p.strip() for p in (options['ignore_paths'] or '').split(',') if p.strip()]
         Supervisor(
             workers=workers,

@@ -1,0 +1,164 @@
+"""The transactional outbox of the master (ARCHITECTURE §3).
+
+Every event is first a row of ``dj_cqrs_outbox``, written in the same transaction and database as
+the change it describes. After the commit the row's event is published at once (the fast path);
+when the broker confirmed it, the row's id joins a buffer of delivered ids that is deleted in
+batches. A row whose event was not confirmed stays, and the relay (``manage.py cqrs_relay``, plus a
+bounded catch-up inside the fast path) publishes it later. Nothing committed is lost: the worst
+case is a duplicate, which the replica's revision fence makes harmless.
+
+SAVE and SYNC rows do not hold the serialized instance: it is serialized when published, from
+committed state. DELETE rows hold their full body, since the row they describe is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, models
+from django.utils import timezone
+
+from dj_cqrs.core import codec
+
+logger = logging.getLogger('django-cqrs')
+
+#: Delivered ids are deleted when this many are buffered, or after FLUSH_INTERVAL seconds.
+FLUSH_BATCH = 200
+FLUSH_INTERVAL = 1.0
+
+
+class OutboxEvent(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    cqrs_id = models.CharField(max_length=255)
+    signal_type = models.CharField(max_length=8)
+    instance_pk = models.CharField(max_length=255)
+    queue = models.CharField(max_length=255, null=True)
+    #: The full encoded body (DELETE events); null for SAVE / SYNC, serialized when published.
+    body = models.TextField(null=True)
+    #: Tracked previous values of a SAVE, encoded JSON.
+    previous_data = models.TextField(null=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    attempts = models.IntegerField(default=0)
+
+    class Meta:
+        app_label = 'dj_cqrs'
+        db_table = 'dj_cqrs_outbox'
+
+    def __str__(self) -> str:
+        return f'{self.signal_type} {self.cqrs_id}:{self.instance_pk} (#{self.id})'
+
+
+def record(
+    using: str,
+    cqrs_id: str,
+    signal_type: str,
+    instance_pk: Any,
+    *,
+    queue: str | None = None,
+    body: bytes | None = None,
+    previous_data: Any = None,
+) -> int:
+    """Insert an outbox row on ``using`` (inside the caller's transaction); return its id."""
+    row = OutboxEvent(
+        cqrs_id=cqrs_id,
+        signal_type=signal_type,
+        instance_pk=str(codec.json_value(instance_pk)),
+        queue=queue,
+        body=body.decode('ascii') if body is not None else None,
+        previous_data=codec.dumps(previous_data) if previous_data is not None else None,
+    )
+    row.save(using=using, force_insert=True)
+    return int(row.id)
+
+
+class _DeliveredBuffer:
+    """Ids of delivered rows per database alias, deleted in batches by a background thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, list[int]] = defaultdict(list)
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._since = 0.0
+
+    def add(self, using: str, ids: list[int]) -> None:
+        with self._lock:
+            if not any(self._ids.values()):
+                self._since = time.monotonic()
+            self._ids[using].extend(ids)
+            full = len(self._ids[using]) >= FLUSH_BATCH
+            self._ensure_thread()
+        if full:
+            self._wake.set()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name='dj_cqrs-outbox-flush', daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait(FLUSH_INTERVAL)
+                self._wake.clear()
+                self.flush()
+        finally:
+            connections.close_all()
+
+    def take(self) -> dict[str, list[int]]:
+        with self._lock:
+            taken = {alias: ids for alias, ids in self._ids.items() if ids}
+            self._ids = defaultdict(list)
+        return taken
+
+    def flush(self) -> int:
+        """Delete the buffered rows now; return how many ids were flushed."""
+        flushed = 0
+        for alias, ids in self.take().items():
+            try:
+                for start in range(0, len(ids), 1000):
+                    OutboxEvent.objects.using(alias).filter(id__in=ids[start : start + 1000]).delete()
+                flushed += len(ids)
+            except Exception:
+                # The rows stay and will be published again by the relay: a duplicate, not a loss.
+                logger.warning(
+                    'CQRS outbox cleanup failed on %s; rows are redelivered.', alias, exc_info=True
+                )
+        return flushed
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(ids) for ids in self._ids.values())
+
+
+delivered = _DeliveredBuffer()
+
+
+@dataclass(frozen=True)
+class Backlog:
+    count: int
+    oldest_age: float | None  # seconds
+
+
+def backlog(using: str = 'default') -> Backlog:
+    """Undelivered events on ``using``: how many, and the age of the oldest in seconds."""
+    rows = OutboxEvent.objects.using(using)
+    oldest = rows.order_by('id').values_list('created_at', flat=True).first()
+    age = (timezone.now() - oldest).total_seconds() if oldest is not None else None
+    return Backlog(count=rows.count(), oldest_age=age)
+
+
+def table_exists(using: str) -> bool:
+    cache = _table_cache.get(using)
+    if cache is None:
+        cache = OutboxEvent._meta.db_table in connections[using].introspection.table_names()
+        _table_cache[using] = cache
+    return cache
+
+
+_table_cache: dict[str, bool] = {}
