@@ -25,6 +25,7 @@ DEFAULT_REPLICA_DELAY_QUEUE_MAX_SIZE = 1000
 DEFAULT_DEAD_MESSAGE_TTL = 864000
 DEFAULT_CONSUMER_PREFETCH_COUNT = 10
 DEFAULT_OUTBOX_WARN_AGE = 300
+DEFAULT_BATCH_SIZE = 100
 DEFAULT_RABBITMQ_PREFETCH_COUNT = 100
 
 TOP_LEVEL_KEYS = frozenset(
@@ -57,6 +58,8 @@ REPLICA_KEYS = frozenset(
         'CQRS_QUERY_TIMEOUT',
         'CQRS_LOG_TIMED_OUT_QUERIES',
         'CQRS_QUERY_LOGGER',
+        'CQRS_BATCH_SIZE',
+        'CQRS_BATCH_WAIT',
     }
 )
 
@@ -74,6 +77,12 @@ def _int_or_default(value: Any, default: int | None, *, minimum: int, allow_none
     if not is_int(value) or value < minimum:
         return default
     return int(value)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 60:
+        return float(value)
+    return 0.0
 
 
 def resolve_meta_function(value: Any) -> Any:
@@ -118,6 +127,8 @@ class ReplicaSettings:
     query_timeout: int
     log_timed_out_queries: bool
     query_logger: str
+    batch_size: int = 100
+    batch_wait: float = 0.0
 
 
 class CQRSSettings:
@@ -222,6 +233,13 @@ class CQRSSettings:
             query_timeout=max(query_timeout, 0),
             log_timed_out_queries=bool(section.get('CQRS_LOG_TIMED_OUT_QUERIES', False)),
             query_logger=section.get('CQRS_QUERY_LOGGER') or 'django-cqrs',
+            batch_size=_int_or_default(  # type: ignore[arg-type]
+                section.get('CQRS_BATCH_SIZE', DEFAULT_BATCH_SIZE),
+                DEFAULT_BATCH_SIZE,
+                minimum=1,
+                allow_none=False,
+            ),
+            batch_wait=_seconds(section.get('CQRS_BATCH_WAIT', 0.0)),
         )
 
 

@@ -30,7 +30,7 @@ from dj_cqrs.core.routing import (
 from dj_cqrs.payload import TransportPayload
 from dj_cqrs.registry import ReplicaRegistry
 from dj_cqrs.replica import tombstones
-from dj_cqrs.replica.managers import last_error
+from dj_cqrs.replica.apply import Item, apply_batch
 from dj_cqrs.transport.base import Broker, BrokerConsumer, Delivery, OutboundMessage, TransportError
 
 logger = logging.getLogger('django-cqrs')
@@ -63,7 +63,12 @@ class Worker:
     ) -> None:
         self.broker = broker
         self.topology = topology
-        self.prefetch = prefetch or cqrs_settings.consumer_prefetch_count or DEFAULT_RABBITMQ_PREFETCH_COUNT
+        self.batch_size = cqrs_settings.replica.batch_size
+        self.batch_wait = cqrs_settings.replica.batch_wait
+        self.prefetch = max(
+            prefetch or cqrs_settings.consumer_prefetch_count or DEFAULT_RABBITMQ_PREFETCH_COUNT,
+            self.batch_size,
+        )
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self._stop = threading.Event()
@@ -99,13 +104,17 @@ class Worker:
                         pass
 
     def run_once(self, consumer: BrokerConsumer, timeout: float = 1.0) -> int:
-        """Handle what one fetch returns; return the number of deliveries handled."""
-        deliveries = consumer.fetch(self.prefetch, timeout)
-        for delivery in deliveries:
-            if self.stopping:
+        """Handle one batch (what one fetch returns); return the number of deliveries handled."""
+        deliveries = consumer.fetch(self.batch_size, timeout)
+        if deliveries and self.batch_wait > 0:
+            deadline = time.monotonic() + self.batch_wait
+            while len(deliveries) < self.batch_size and (left := deadline - time.monotonic()) > 0:
+                deliveries += consumer.fetch(self.batch_size - len(deliveries), left)
+        if self.stopping:
+            for delivery in deliveries:
                 consumer.requeue(delivery)
-                continue
-            self.handle(consumer, delivery)
+            return len(deliveries)
+        self.handle_batch(consumer, deliveries)
         return len(deliveries)
 
     def _consume(self, consumer: BrokerConsumer) -> None:
@@ -126,12 +135,43 @@ class Worker:
 
     # -- one delivery -------------------------------------------------------------------------------
     def handle(self, consumer: BrokerConsumer, delivery: Delivery) -> None:
+        self.handle_batch(consumer, [delivery])
+
+    def handle_batch(self, consumer: BrokerConsumer, deliveries: list[Delivery]) -> None:
+        """Apply a batch in one transaction, then ack what was applied after the commit and send
+        each failure to its retry or to the dead-letter queue."""
+        batch: list[tuple[Delivery, Item]] = []
+        for delivery in deliveries:
+            item = self._prepare(consumer, delivery)
+            if item is not None:
+                batch.append((delivery, item))
+        if not batch:
+            return
+        apply_batch([item for _, item in batch])
+        applied = [delivery for delivery, item in batch if item.result]
+        if applied:
+            consumer.ack(applied)
+            self.applied += len(applied)
+        for delivery, item in batch:
+            payload = item.payload
+            if item.result:
+                logger.info(
+                    'CQRS is applied: pk = %s (%s), correlation_id = %s.',
+                    payload.pk,
+                    payload.cqrs_id,
+                    payload.correlation_id,
+                )
+            else:
+                self._fail(consumer, delivery, payload, item.model, item.error)
+
+    def _prepare(self, consumer: BrokerConsumer, delivery: Delivery) -> Item | None:
+        """Decode a delivery; dead-letter it (and return None) if it cannot be applied at all."""
         try:
             message = codec.decode(delivery.body)
         except codec.DecodeError as exc:
             logger.error("CQRS couldn't be parsed: %r (%s).", delivery.body[:1000], exc.reason)
             self._dead_letter(consumer, delivery, delivery.body, exc.reason, describe='undecodable body')
-            return
+            return None
 
         payload = TransportPayload.from_wire(message, queue=self._target_queue(delivery, message.cqrs_id))
         logger.info(
@@ -142,8 +182,7 @@ class Worker:
         )
         if payload.is_expired():
             self._dead_letter(consumer, delivery, self._body(payload), 'expired', describe=payload.describe())
-            return
-
+            return None
         model = ReplicaRegistry.find(payload.cqrs_id)
         if model is None:
             logger.error('Model for cqrs_id %s is not found.', payload.cqrs_id)
@@ -154,34 +193,8 @@ class Worker:
                 f'unknown cqrs_id {payload.cqrs_id!r}',
                 describe=payload.describe(),
             )
-            return
-
-        result, error = self._apply(payload)
-        if result:
-            consumer.ack([delivery])
-            self.applied += 1
-            logger.info(
-                'CQRS is applied: pk = %s (%s), correlation_id = %s.',
-                payload.pk,
-                payload.cqrs_id,
-                payload.correlation_id,
-            )
-            return
-        self._fail(consumer, delivery, payload, model, error)
-
-    def _apply(self, payload: TransportPayload) -> tuple[Any, BaseException | None]:
-        from dj_cqrs.controller import consumer as controller
-
-        token = last_error.set(None)
-        try:
-            result = controller.consume(payload)
-        except Exception as exc:
-            logger.error('CQRS service exception', exc_info=True)
-            return None, exc
-        finally:
-            error = last_error.get()
-            last_error.reset(token)
-        return result, error
+            return None
+        return Item(payload, model)
 
     def _target_queue(self, delivery: Delivery, cqrs_id: str) -> str | None:
         """The replica a direct sync is addressed to (upstream never tells its consumers)."""

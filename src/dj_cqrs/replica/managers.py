@@ -31,8 +31,8 @@ last_error: ContextVar[BaseException | None] = ContextVar('cqrs_last_error', def
 STALE = True  # truthy: a skipped stale event is acknowledged
 
 
-def lock_absent_row(model: Any, pk: Any, db: str) -> None:
-    """Take a transaction-scoped lock on (CQRS_ID, pk) where the database has one (PostgreSQL).
+def lock_absent_rows(model: Any, pks: Any, db: str) -> None:
+    """Take transaction-scoped locks on (CQRS_ID, pk) where the database has them (PostgreSQL).
 
     ``SELECT ... FOR UPDATE`` locks nothing when the row does not exist, so a create and a delete
     of the same absent row could interleave and resurrect it.
@@ -40,9 +40,104 @@ def lock_absent_row(model: Any, pk: Any, db: str) -> None:
     connection = connections[db]
     if connection.vendor != 'postgresql':
         return
-    digest = hashlib.blake2b(f'{model.CQRS_ID}:{pk}'.encode(), digest_size=8).digest()
-    with connection.cursor() as cursor:
-        cursor.execute('SELECT pg_advisory_xact_lock(%s)', [int.from_bytes(digest, 'big', signed=True)])
+    keys = sorted(
+        int.from_bytes(
+            hashlib.blake2b(
+                f'{model.CQRS_ID}:{model._meta.pk.to_python(pk)}'.encode(), digest_size=8
+            ).digest(),
+            'big',
+            signed=True,
+        )
+        for pk in pks
+    )
+    with connection.cursor() as cursor:  # in a fixed order, so two batches cannot deadlock
+        cursor.execute('SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k', [keys])
+
+
+def should_apply(
+    model: Any, pk: Any, mapped: dict[str, Any], old: Any, old_updated: Any, sync: bool
+) -> bool | None:
+    """The revision rules of an event for an existing row (UPSTREAM_SPEC §6.4, with our fixes).
+
+    Returns True to apply, False to skip (the event is acknowledged), None for a bad revision.
+    Logs exactly what upstream logs.
+    """
+    cqrs_id = model.CQRS_ID
+    try:
+        new, old = int(mapped['cqrs_revision']), int(old)
+    except (TypeError, ValueError):
+        logger.error(
+            'Bad CQRS revision: pk = %s, cqrs_revision = %r (%s).', pk, mapped.get('cqrs_revision'), cqrs_id
+        )
+        return None
+    if sync:
+        if old > new:
+            if not tombstones.is_newer(new, mapped.get('cqrs_updated'), old, old_updated):
+                logger.warning(
+                    'Stale CQRS sync skipped: pk = %s, cqrs_revision = new %s / existing %s (%s).',
+                    pk,
+                    new,
+                    old,
+                    cqrs_id,
+                )
+                return False
+            logger.warning(
+                'CQRS revision downgrade on sync: pk = %s, cqrs_revision = new %s / existing %s (%s).',
+                pk,
+                new,
+                old,
+                cqrs_id,
+            )
+        return True
+    if old > new:
+        logger.error(
+            'Wrong CQRS sync order: pk = %s, cqrs_revision = new %s / existing %s (%s).',
+            pk,
+            new,
+            old,
+            cqrs_id,
+        )
+        return False
+    if old == new:
+        logger.error('Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).', pk, new, cqrs_id)
+        if new == 0:
+            logger.warning('CQRS potential creation race condition: pk = %s (%s).', pk, cqrs_id)
+        return False
+    if new > old + 1:
+        logger.warning(
+            'Lost or filtered out %s CQRS packages: pk = %s, cqrs_revision = %s (%s)',
+            new - old - 1,
+            pk,
+            new,
+            cqrs_id,
+        )
+    return True
+
+
+def tombstone_hides(model: Any, pk: Any, mapped: dict[str, Any], tombstone: Any) -> bool:
+    """Whether a delete tombstone makes a SAVE/SYNC of an absent row stale (and logs it)."""
+    if tombstone is None or tombstones.is_newer(
+        mapped.get('cqrs_revision'),
+        mapped.get('cqrs_updated'),
+        tombstone.cqrs_revision,
+        tombstone.cqrs_updated,
+    ):
+        return False
+    logger.warning(
+        'CQRS event for a deleted row skipped: pk = %s, cqrs_revision = %s / deleted at %s (%s).',
+        pk,
+        mapped.get('cqrs_revision'),
+        tombstone.cqrs_revision,
+        model.CQRS_ID,
+    )
+    return True
+
+
+def delete_is_stale(row_updated: Any, delete_updated: Any) -> bool:
+    """A delete older in time than the stored row: the row was re-created after it."""
+    row_time = tombstones.as_datetime(row_updated)
+    delete_time = tombstones.as_datetime(delete_updated)
+    return bool(row_time and delete_time and row_time > delete_time)
 
 
 class ReplicaManager(models.Manager):
@@ -63,7 +158,7 @@ class ReplicaManager(models.Manager):
             instance = self._locked_row(pk, db)
             if instance is None:
                 # No row to lock: serialize with a concurrent delete or create of the same pk.
-                lock_absent_row(model, pk, db)
+                lock_absent_rows(model, [pk], db)
                 instance = self._locked_row(pk, db)
             if instance is not None:
                 return self.update_instance(instance, mapped, mapped_previous, sync, meta)
@@ -83,21 +178,9 @@ class ReplicaManager(models.Manager):
         model = self.model
         pk = mapped[model._meta.pk.name]
         tombstone = tombstones.find(model, pk, db)
+        if tombstone_hides(model, pk, mapped, tombstone):
+            return STALE
         if tombstone is not None:
-            if not tombstones.is_newer(
-                mapped.get('cqrs_revision'),
-                mapped.get('cqrs_updated'),
-                tombstone.cqrs_revision,
-                tombstone.cqrs_updated,
-            ):
-                logger.warning(
-                    'CQRS event for a deleted row skipped: pk = %s, cqrs_revision = %s / deleted at %s (%s).',
-                    pk,
-                    mapped.get('cqrs_revision'),
-                    tombstone.cqrs_revision,
-                    model.CQRS_ID,
-                )
-                return STALE
             tombstone.delete()
         try:
             with transaction.atomic(using=db):
@@ -139,55 +222,12 @@ class ReplicaManager(models.Manager):
     ) -> Any:
         model = self.model
         pk = instance.pk
-        new = mapped_data['cqrs_revision']
-        old = instance.cqrs_revision
-        try:
-            new, old = int(new), int(old)
-        except (TypeError, ValueError):
-            logger.error('Bad CQRS revision: pk = %s, cqrs_revision = %r (%s).', pk, new, model.CQRS_ID)
+        verdict = should_apply(model, pk, mapped_data, instance.cqrs_revision, instance.cqrs_updated, sync)
+        if verdict is None:
             return None
-        if sync:
-            if old > new:
-                if not tombstones.is_newer(new, mapped_data.get('cqrs_updated'), old, instance.cqrs_updated):
-                    logger.warning(
-                        'Stale CQRS sync skipped: pk = %s, cqrs_revision = new %s / existing %s (%s).',
-                        pk,
-                        new,
-                        old,
-                        model.CQRS_ID,
-                    )
-                    return instance
-                logger.warning(
-                    'CQRS revision downgrade on sync: pk = %s, cqrs_revision = new %s / existing %s (%s).',
-                    pk,
-                    new,
-                    old,
-                    model.CQRS_ID,
-                )
-        elif old > new:
-            logger.error(
-                'Wrong CQRS sync order: pk = %s, cqrs_revision = new %s / existing %s (%s).',
-                pk,
-                new,
-                old,
-                model.CQRS_ID,
-            )
+        if not verdict:
             return instance
-        elif old == new:
-            logger.error(
-                'Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).', pk, new, model.CQRS_ID
-            )
-            if new == 0:
-                logger.warning('CQRS potential creation race condition: pk = %s (%s).', pk, model.CQRS_ID)
-            return instance
-        elif new > old + 1:
-            logger.warning(
-                'Lost or filtered out %s CQRS packages: pk = %s, cqrs_revision = %s (%s)',
-                new - old - 1,
-                pk,
-                new,
-                model.CQRS_ID,
-            )
+        new = mapped_data['cqrs_revision']
         kwargs: dict[str, Any] = {'previous_data': previous_data}
         if model.CQRS_META:
             kwargs['meta'] = meta
@@ -205,7 +245,7 @@ class ReplicaManager(models.Manager):
         db = self._write_db()
         try:
             with transaction.atomic(using=db, savepoint=False):
-                lock_absent_row(model, pk, db)
+                lock_absent_rows(model, [pk], db)
                 instance = self._locked_row(pk, db)
                 if instance is not None:
                     row_time = tombstones.as_datetime(instance.cqrs_updated)
