@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from dj_cqrs import transport
+from dj_cqrs.transport.base import DeliveryTicket, current_ticket
+
+__all__ = ['DeliveryTicket', 'current_ticket', 'produce']
 
 
 def produce(payload: Any) -> Any:

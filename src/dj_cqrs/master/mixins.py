@@ -8,13 +8,14 @@ from django.db import connections, models, router, transaction
 from django.db.models import F
 from django.db.models.base import ModelBase
 from django.db.models.expressions import Combinable
+from django.db.models.sql import UpdateQuery
 
 from dj_cqrs import signals
 from dj_cqrs.conf import cqrs_settings
 from dj_cqrs.constants import ALL_BASIC_FIELDS, TRACKED_FIELDS_ATTR_NAME
 from dj_cqrs.master import handlers
 from dj_cqrs.master.managers import MasterManager
-from dj_cqrs.master.serialization import class_serialization, default_serialization
+from dj_cqrs.master.serialization import FRESH_ATTR, class_serialization, default_serialization
 from dj_cqrs.master.tracking import CQRSTracker, get_tracker
 from dj_cqrs.registry import MasterRegistry
 
@@ -62,6 +63,14 @@ class MasterMeta(ModelBase):
         MasterRegistry.register_model(model_cls)
         handlers.MasterSignals.register_model(model_cls)
         return model_cls
+
+
+def _returns_from_update(connection: Any) -> bool:
+    if connection.vendor == 'postgresql':
+        return True
+    if connection.vendor == 'sqlite':
+        return connection.Database.sqlite_version_info >= (3, 35)
+    return False
 
 
 class RawMasterMixin(models.Model):
@@ -134,6 +143,40 @@ class RawMasterMixin(models.Model):
         if tracker is not None:
             tracker.snapshot(self)
 
+    def _do_update(
+        self,
+        base_qs: Any,
+        using: str,
+        pk_val: Any,
+        values: Any,
+        update_fields: Any,
+        forced_update: Any,
+        *args: Any,
+    ) -> Any:
+        # Where UPDATE ... RETURNING exists, read the incremented revision back in the same statement:
+        # the instance holds an int at once, a second save cannot apply the F() again, and a delete
+        # later in the transaction knows the stored revision.
+        if (
+            args
+            or not isinstance(self.__dict__.get('cqrs_revision'), Combinable)
+            or not _returns_from_update(connections[using])
+            or self._meta.select_on_save
+            or not any(field.attname == 'cqrs_revision' for field, _, _ in values)
+        ):
+            return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update, *args)
+        query = base_qs.filter(pk=pk_val).query.chain(UpdateQuery)
+        query.add_update_fields(values)
+        sql, params = query.get_compiler(using).as_sql()
+        connection = connections[using]
+        column = connection.ops.quote_name(self._meta.get_field('cqrs_revision').column)  # type: ignore[union-attr,arg-type]
+        with connection.cursor() as cursor:
+            cursor.execute(f'{sql} RETURNING {column}', params)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        self.cqrs_revision = row[0]
+        return True
+
     def save_tracked_fields(self) -> None:
         tracker = get_tracker(type(self))
         if tracker is None or not self.is_initial_cqrs_save:
@@ -153,7 +196,8 @@ class RawMasterMixin(models.Model):
         """Publish the instance again as a SYNC event (to one replica if ``queue`` is given)."""
         if self._state.adding:
             return False
-        if not self.CQRS_SERIALIZER:
+        if not self.CQRS_SERIALIZER and not self.__dict__.get(FRESH_ATTR):
+            # (Rows a tool has just loaded carry FRESH_ATTR: their memory is the committed state.)
             try:
                 self.refresh_from_db(using=using)
             except type(self).DoesNotExist:

@@ -102,13 +102,16 @@ class _DeliveredBuffer:
             self._thread.start()
 
     def _run(self) -> None:
-        try:
-            while True:
-                self._wake.wait(FLUSH_INTERVAL)
-                self._wake.clear()
-                self.flush()
-        finally:
-            connections.close_all()
+        while True:
+            self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
+            if self.pending():
+                try:
+                    self.flush()
+                finally:
+                    # Never hold a database session while idle (it would keep test databases from
+                    # being dropped, and count against the server's connection limit).
+                    connections.close_all()
 
     def take(self) -> dict[str, list[int]]:
         with self._lock:

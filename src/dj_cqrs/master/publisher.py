@@ -6,6 +6,7 @@ because users' test suites patch that function.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -94,30 +95,60 @@ _breaker = {'open_until': 0.0}
 
 
 def emit(payload: TransportPayload, using: str = 'default', outbox_id: int | None = None) -> bool:
-    """Publish through ``producer.produce``; return whether the event was delivered."""
+    """Publish through ``producer.produce``; return whether the event was delivered (or, for an
+    outbox event handed to an asynchronous transport, accepted: its row is removed on confirm)."""
     from dj_cqrs.controller import producer
 
     if outbox_id is not None and time.monotonic() < _breaker['open_until']:
         return False
+    ticket = token = None
+    if outbox_id is not None:
+        ticket = producer.DeliveryTicket(functools.partial(_settled, payload, using, outbox_id, trip=True))
+        token = producer.current_ticket.set(ticket)
     try:
         result = producer.produce(payload)
     except Exception:
         logger.exception("CQRS couldn't be published: pk = %s (%s).", payload.pk, payload.cqrs_id)
         result = False
-    if result is False:  # our transports return False when the broker did not confirm
-        if outbox_id is not None:
-            _breaker['open_until'] = time.monotonic() + BREAKER_SECONDS
-            logger.warning(
-                'CQRS event kept in the outbox for the relay: pk = %s (%s), outbox id = %s.',
-                payload.pk,
-                payload.cqrs_id,
-                outbox_id,
-            )
-        return False
+    finally:
+        if token is not None:
+            producer.current_ticket.reset(token)
+    if ticket is not None and ticket.accepted:
+        _catch_up(using)
+        return True
     if outbox_id is not None:
-        _breaker['open_until'] = 0.0
+        # A synchronous transport (or a patched produce): keep the row on failure, trip nothing.
+        _settled(payload, using, outbox_id, result is not False)
+        if result is not False:
+            _catch_up(using)
+    return result is not False
+
+
+def _settled(
+    payload: TransportPayload, using: str, outbox_id: int, delivered: bool, trip: bool = False
+) -> None:
+    """The broker's answer for an outbox event (possibly called from a transport's I/O thread).
+
+    Only a broker that did not confirm (``trip``) opens the breaker; an exception of a patched
+    ``produce`` in a test suite must not silence the following events.
+    """
+    if delivered:
+        if trip:
+            _breaker['open_until'] = 0.0
         outbox.delivered.add(using, [outbox_id])
+        return
+    if trip:
+        _breaker['open_until'] = time.monotonic() + BREAKER_SECONDS
+    logger.warning(
+        'CQRS event kept in the outbox for the relay: pk = %s (%s), outbox id = %s.',
+        payload.pk,
+        payload.cqrs_id,
+        outbox_id,
+    )
+
+
+def _catch_up(using: str) -> None:
+    if time.monotonic() >= _breaker['open_until']:
         from dj_cqrs.master import relay
 
         relay.maybe_catch_up(using)
-    return True

@@ -17,7 +17,8 @@ A broker never imports models, ``master/`` or ``replica/``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -66,6 +67,32 @@ class Delivery:
     headers: dict[str, Any] = field(default_factory=dict)
     redelivered: bool = False
     tag: Any = None
+
+
+#: ``on_done(error, failed)``: error is None when every message was confirmed.
+PublishCallback = Callable[[str | None, list[OutboundMessage]], None]
+
+
+class DeliveryTicket:
+    """Lets a caller of ``produce`` learn, later, whether its event was confirmed.
+
+    The outbox publisher sets one in :data:`current_ticket` around ``producer.produce(payload)``.
+    A transport that publishes asynchronously calls :meth:`accept` and, when the broker answered,
+    :meth:`settle`; a transport that ignores tickets publishes synchronously as before.
+    """
+
+    def __init__(self, on_settled: Callable[[bool], None]) -> None:
+        self.accepted = False
+        self._on_settled = on_settled
+
+    def accept(self) -> None:
+        self.accepted = True
+
+    def settle(self, delivered: bool) -> None:
+        self._on_settled(delivered)
+
+
+current_ticket: ContextVar[DeliveryTicket | None] = ContextVar('cqrs_delivery_ticket', default=None)
 
 
 @dataclass(frozen=True)
@@ -120,6 +147,16 @@ class Broker(abc.ABC):
         Returns the messages returned as unroutable (confirmed, but no queue was bound: nobody
         would ever receive them). Raises :class:`PublishError` carrying the messages not stored.
         """
+
+    def publish_async(self, messages: Sequence[OutboundMessage], on_done: PublishCallback) -> None:
+        """Publish without waiting; call ``on_done(error, failed)`` when settled. By default this is
+        the synchronous :meth:`publish` followed by the callback."""
+        try:
+            self.publish(messages)
+        except PublishError as exc:
+            on_done(str(exc), exc.failed)
+            return
+        on_done(None, [])
 
     @abc.abstractmethod
     def open_consumer(self, topology: Topology, prefetch: int) -> BrokerConsumer:

@@ -15,7 +15,14 @@ from typing import Any, ClassVar
 from dj_cqrs.constants import SignalType
 from dj_cqrs.core import codec
 from dj_cqrs.core.routing import HEADER_TARGET_QUEUE, broadcast_key, direct_key
-from dj_cqrs.transport.base import BaseTransport, Broker, OutboundMessage, PublishError
+from dj_cqrs.transport.base import (
+    BaseTransport,
+    Broker,
+    DeliveryTicket,
+    OutboundMessage,
+    PublishError,
+    current_ticket,
+)
 
 logger = logging.getLogger('django-cqrs')
 
@@ -31,6 +38,21 @@ def outbound_message(payload: Any) -> OutboundMessage:
     return OutboundMessage(
         routing_key, codec.encode_fields(payload.to_dict()), headers, describe=payload.describe()
     )
+
+
+def _settled(payload: Any, ticket: DeliveryTicket, error: str | None) -> None:
+    if error is None:
+        logger.info(
+            'CQRS is published: pk = %s (%s), correlation_id = %s.',
+            payload.pk,
+            payload.cqrs_id,
+            payload.correlation_id,
+        )
+    else:
+        logger.error(
+            "CQRS couldn't be published: pk = %s (%s). Error: %s", payload.pk, payload.cqrs_id, error
+        )
+    ticket.settle(error is None)
 
 
 class BrokerTransport(BaseTransport):
@@ -57,6 +79,12 @@ class BrokerTransport(BaseTransport):
     @classmethod
     def produce(cls, payload: Any) -> bool:
         message = outbound_message(payload)
+        ticket = current_ticket.get()
+        if ticket is not None:
+            # The caller keeps the event (an outbox row) until the confirm: no need to wait for it.
+            ticket.accept()
+            cls.broker().publish_async([message], lambda error, failed: _settled(payload, ticket, error))
+            return True
         try:
             cls.broker().publish([message])
         except PublishError as exc:

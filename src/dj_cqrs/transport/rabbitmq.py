@@ -50,6 +50,7 @@ from dj_cqrs.transport.base import (
     BrokerConsumer,
     Delivery,
     OutboundMessage,
+    PublishCallback,
     PublishError,
     TransportError,
 )
@@ -95,9 +96,12 @@ def _throwaway_channel(conn: pika.BlockingConnection) -> Iterator[Any]:
 class _Batch:
     """One ``publish()`` call. Only the I/O thread touches it until ``done`` is set."""
 
-    def __init__(self, messages: Sequence[OutboundMessage], deadline: float) -> None:
+    def __init__(
+        self, messages: Sequence[OutboundMessage], deadline: float, on_done: PublishCallback | None = None
+    ) -> None:
         self.messages = list(messages)
         self.deadline = deadline
+        self.on_done = on_done
         self.todo: list[int] = list(range(len(self.messages)))  # indexes still to (re)publish
         self.inflight: set[int] = set()
         self.returned: set[int] = set()
@@ -111,9 +115,15 @@ class _Batch:
 
     def finish(self, error: str | None, failed: Sequence[int]) -> None:
         with self._lock:  # the caller's own timeout races the I/O thread: the first one wins
-            if not self.done.is_set():
-                self.error, self.failed = error, [self.messages[i] for i in sorted(failed)]
-                self.done.set()
+            if self.done.is_set():
+                return
+            self.error, self.failed = error, [self.messages[i] for i in sorted(failed)]
+            self.done.set()
+        if self.on_done is not None:
+            try:
+                self.on_done(self.error, self.failed)
+            except Exception:
+                logger.exception('CQRS publish callback failed')
 
 
 class _Producer:
@@ -155,6 +165,13 @@ class _Producer:
         if batch.error:
             raise PublishError(f'CQRS publish to {self._safe_url} failed: {batch.error}', batch.failed)
         return [batch.messages[i] for i in sorted(batch.returned)]
+
+    def publish_async(self, messages: Sequence[OutboundMessage], on_done: PublishCallback) -> None:
+        batch = _Batch(messages, time.monotonic() + self._timeout, on_done)
+        try:
+            self._ioloop.add_callback_threadsafe(functools.partial(self._submit, batch))
+        except Exception:  # the I/O thread is gone (broker closed concurrently)
+            batch.finish('publisher closed', range(len(batch.messages)))
 
     def stop(self, timeout: float = 5.0) -> None:
         self._ioloop.add_callback_threadsafe(self._shutdown)
@@ -524,12 +541,19 @@ class RabbitMQBroker(Broker):
         messages (logged, not failed). Raise :class:`PublishError` for what is not confirmed."""
         if not messages:
             return []
+        return self._live_producer().publish(messages)
+
+    def publish_async(self, messages: Sequence[OutboundMessage], on_done: PublishCallback) -> None:
+        """Hand messages to the I/O thread and return at once; ``on_done(error, failed)`` is called
+        from that thread when the broker confirmed them all (error None) or gave up."""
+        self._live_producer().publish_async(messages, on_done)
+
+    def _live_producer(self) -> _Producer:
         self._check_fork()
         with self._lock:
             if self._producer is None or not self._producer.alive:
                 self._producer = _Producer(self)
-            producer = self._producer
-        return producer.publish(messages)
+            return self._producer
 
     def open_consumer(self, topology: Topology, prefetch: int) -> RabbitMQConsumer:
         self._check_fork()
