@@ -179,6 +179,16 @@ class TransportPayload:
     def describe(self) -> str:
         return f'pk = {self.pk} ({self.cqrs_id})'
 
+    def log_fields(self) -> dict[str, Any]:
+        """Structured fields for ``logging``'s ``extra``: every lifecycle line carries them."""
+        return {
+            'cqrs_id': self.cqrs_id,
+            'pk': self.pk,
+            'revision': self.revision,
+            'correlation_id': self.correlation_id,
+            'signal_type': self.signal_type,
+        }
+
     def __repr__(self) -> str:
         return f'<TransportPayload {self.signal_type} {self.describe()} revision={self.revision}>'
 

@@ -20,3 +20,18 @@ def __getattr__(name: str) -> Any:
 
         return MasterSignals
     raise AttributeError(name)
+
+
+# Lifecycle signals of ours. Each carries the event as ``payload`` (a TransportPayload).
+#: A master event was confirmed by the broker. ``sender`` is the transport class.
+event_published = Signal()
+#: A master event was not confirmed; ``error`` says why (with the outbox on, it stays there).
+event_publish_failed = Signal()
+#: A replica applied an event (after the commit). ``sender`` is the replica class.
+event_applied = Signal()
+#: A replica acknowledged an event without applying it: older, duplicate, or hidden by a delete
+#: tombstone; ``reason`` says which.
+event_skipped = Signal()
+#: A replica sent a message to its dead-letter queue; ``reason`` says why. ``sender`` is the replica
+#: class, or None when the message could not be decoded (``payload`` is then None, ``body`` the bytes).
+event_dead_lettered = Signal()

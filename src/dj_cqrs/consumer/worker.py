@@ -16,6 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from dj_cqrs import signals
 from dj_cqrs.conf import DEFAULT_RABBITMQ_PREFETCH_COUNT, cqrs_settings
 from dj_cqrs.core import codec
 from dj_cqrs.core.routing import (
@@ -154,15 +155,20 @@ class Worker:
             self.applied += len(applied)
         for delivery, item in batch:
             payload = item.payload
-            if item.result:
-                logger.info(
-                    'CQRS is applied: pk = %s (%s), correlation_id = %s.',
-                    payload.pk,
-                    payload.cqrs_id,
-                    payload.correlation_id,
-                )
-            else:
+            if not item.result:
                 self._fail(consumer, delivery, payload, item.model, item.error)
+                continue
+            logger.info(
+                'CQRS is applied: pk = %s (%s), correlation_id = %s.',
+                payload.pk,
+                payload.cqrs_id,
+                payload.correlation_id,
+                extra=payload.log_fields(),
+            )
+            if item.skipped:
+                signals.event_skipped.send(item.model, payload=payload, reason=item.skipped)
+            else:
+                signals.event_applied.send(item.model, payload=payload)
 
     def _prepare(self, consumer: BrokerConsumer, delivery: Delivery) -> Item | None:
         """Decode a delivery; dead-letter it (and return None) if it cannot be applied at all."""
@@ -179,9 +185,18 @@ class Worker:
             payload.pk,
             payload.cqrs_id,
             payload.correlation_id,
+            extra=payload.log_fields(),
         )
         if payload.is_expired():
-            self._dead_letter(consumer, delivery, self._body(payload), 'expired', describe=payload.describe())
+            self._dead_letter(
+                consumer,
+                delivery,
+                self._body(payload),
+                'expired',
+                describe=payload.describe(),
+                payload=payload,
+                model=ReplicaRegistry.find(payload.cqrs_id),
+            )
             return None
         model = ReplicaRegistry.find(payload.cqrs_id)
         if model is None:
@@ -192,6 +207,7 @@ class Worker:
                 delivery.body,
                 f'unknown cqrs_id {payload.cqrs_id!r}',
                 describe=payload.describe(),
+                payload=payload,
             )
             return None
         return Item(payload, model)
@@ -233,7 +249,15 @@ class Worker:
             reason = f'failed after {payload.retries} retries'
             if error is not None:
                 reason += f': {type(error).__name__}: {error}'
-            self._dead_letter(consumer, delivery, self._body(payload), reason, describe=payload.describe())
+            self._dead_letter(
+                consumer,
+                delivery,
+                self._body(payload),
+                reason,
+                describe=payload.describe(),
+                payload=payload,
+                model=model,
+            )
             return
         self._retry(consumer, delivery, payload, delay, error)
 
@@ -277,7 +301,15 @@ class Worker:
         )
 
     def _dead_letter(
-        self, consumer: BrokerConsumer, delivery: Delivery, body: bytes, reason: str, *, describe: str
+        self,
+        consumer: BrokerConsumer,
+        delivery: Delivery,
+        body: bytes,
+        reason: str,
+        *,
+        describe: str,
+        payload: TransportPayload | None = None,
+        model: Any = None,
     ) -> None:
         headers = dict(delivery.headers)
         headers[HEADER_DEAD_LETTER_REASON] = reason[:2000]
@@ -298,7 +330,13 @@ class Worker:
         )
         consumer.drop(delivery)
         self.dead_lettered += 1
-        logger.warning('CQRS is added to dead letter queue: %s, reason = %s.', describe, reason)
+        logger.warning(
+            'CQRS is added to dead letter queue: %s, reason = %s.',
+            describe,
+            reason,
+            extra=payload.log_fields() if payload is not None else {'cqrs_id': None, 'pk': None},
+        )
+        signals.event_dead_lettered.send(model, payload=payload, reason=reason, body=body)
 
     @staticmethod
     def _body(payload: TransportPayload) -> bytes:

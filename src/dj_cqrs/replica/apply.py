@@ -33,6 +33,7 @@ from dj_cqrs.replica.managers import (
     ReplicaManager,
     delete_is_stale,
     last_error,
+    last_skip,
     lock_absent_rows,
     should_apply,
     tombstone_hides,
@@ -50,6 +51,8 @@ class Item:
     model: Any
     result: Any = None
     error: BaseException | None = None
+    #: why an acknowledged event was not applied (older, duplicate, deleted row...), else None
+    skipped: str | None = None
 
 
 def apply_batch(items: Sequence[Item]) -> None:
@@ -99,6 +102,7 @@ def _apply_one(item: Item) -> None:
     uses_db = not item.model.CQRS_NO_DB_OPERATIONS
     db = replica_db(item.model)
     token = last_error.set(None)
+    skip_token = last_skip.set(None)
     try:
         with transaction.atomic(using=db) if uses_db else ExitStack():
             try:
@@ -112,7 +116,9 @@ def _apply_one(item: Item) -> None:
         item.result, item.error = None, exc
     finally:
         item.error = item.error or last_error.get()
+        item.skipped = last_skip.get() if item.result else None
         last_error.reset(token)
+        last_skip.reset(skip_token)
 
 
 _eligibility: dict[Any, bool] = {}
@@ -177,7 +183,10 @@ class _BulkLane:
             if mapped is None:
                 item.result = None  # mapping failed (logged by mapping.py)
                 continue
+            token = last_skip.set(None)
             item.result = self._fold(item.payload.signal_type, mapped, rows[self._key(mapped[self.pk_name])])
+            item.skipped = last_skip.get() if item.result else None
+            last_skip.reset(token)
         self._write(rows)
 
     def _map(self, item: Item) -> dict[str, Any] | None:

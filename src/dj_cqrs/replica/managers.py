@@ -30,6 +30,9 @@ last_error: ContextVar[BaseException | None] = ContextVar('cqrs_last_error', def
 
 STALE = True  # truthy: a skipped stale event is acknowledged
 
+#: Why the last event was acknowledged without being applied (for the ``event_skipped`` signal).
+last_skip: ContextVar[str | None] = ContextVar('cqrs_last_skip', default=None)
+
 
 def lock_absent_rows(model: Any, pks: Any, db: str) -> None:
     """Take transaction-scoped locks on (CQRS_ID, pk) where the database has them (PostgreSQL).
@@ -80,6 +83,7 @@ def should_apply(
                     old,
                     cqrs_id,
                 )
+                last_skip.set('stale sync')
                 return False
             logger.warning(
                 'CQRS revision downgrade on sync: pk = %s, cqrs_revision = new %s / existing %s (%s).',
@@ -97,11 +101,13 @@ def should_apply(
             old,
             cqrs_id,
         )
+        last_skip.set('older revision')
         return False
     if old == new:
         logger.error('Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).', pk, new, cqrs_id)
         if new == 0:
             logger.warning('CQRS potential creation race condition: pk = %s (%s).', pk, cqrs_id)
+        last_skip.set('duplicate revision')
         return False
     if new > old + 1:
         logger.warning(
@@ -130,6 +136,7 @@ def tombstone_hides(model: Any, pk: Any, mapped: dict[str, Any], tombstone: Any)
         tombstone.cqrs_revision,
         model.CQRS_ID,
     )
+    last_skip.set('deleted row')
     return True
 
 
@@ -137,7 +144,10 @@ def delete_is_stale(row_updated: Any, delete_updated: Any) -> bool:
     """A delete older in time than the stored row: the row was re-created after it."""
     row_time = tombstones.as_datetime(row_updated)
     delete_time = tombstones.as_datetime(delete_updated)
-    return bool(row_time and delete_time and row_time > delete_time)
+    stale = bool(row_time and delete_time and row_time > delete_time)
+    if stale:
+        last_skip.set('stale delete')
+    return stale
 
 
 class ReplicaManager(models.Manager):

@@ -40,18 +40,31 @@ def outbound_message(payload: Any) -> OutboundMessage:
     )
 
 
-def _settled(payload: Any, ticket: DeliveryTicket, error: str | None) -> None:
+def _report(transport: Any, payload: Any, error: str | None) -> None:
+    from dj_cqrs import signals
+
     if error is None:
         logger.info(
             'CQRS is published: pk = %s (%s), correlation_id = %s.',
             payload.pk,
             payload.cqrs_id,
             payload.correlation_id,
+            extra=payload.log_fields(),
         )
+        signals.event_published.send(transport, payload=payload)
     else:
         logger.error(
-            "CQRS couldn't be published: pk = %s (%s). Error: %s", payload.pk, payload.cqrs_id, error
+            "CQRS couldn't be published: pk = %s (%s). Error: %s",
+            payload.pk,
+            payload.cqrs_id,
+            error,
+            extra=payload.log_fields(),
         )
+        signals.event_publish_failed.send(transport, payload=payload, error=error)
+
+
+def _settled(transport: Any, payload: Any, ticket: DeliveryTicket, error: str | None) -> None:
+    _report(transport, payload, error)
     ticket.settle(error is None)
 
 
@@ -83,21 +96,14 @@ class BrokerTransport(BaseTransport):
         if ticket is not None:
             # The caller keeps the event (an outbox row) until the confirm: no need to wait for it.
             ticket.accept()
-            cls.broker().publish_async([message], lambda error, failed: _settled(payload, ticket, error))
+            cls.broker().publish_async([message], lambda error, failed: _settled(cls, payload, ticket, error))
             return True
         try:
             cls.broker().publish([message])
         except PublishError as exc:
-            logger.error(
-                "CQRS couldn't be published: pk = %s (%s). Error: %s", payload.pk, payload.cqrs_id, exc
-            )
+            _report(cls, payload, str(exc))
             return False
-        logger.info(
-            'CQRS is published: pk = %s (%s), correlation_id = %s.',
-            payload.pk,
-            payload.cqrs_id,
-            payload.correlation_id,
-        )
+        _report(cls, payload, None)
         return True
 
     @classmethod

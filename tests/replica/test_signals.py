@@ -1,0 +1,95 @@
+"""The lifecycle signals: event_published, event_publish_failed, event_applied, event_skipped,
+event_dead_lettered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from dj_cqrs import signals
+from dj_cqrs.consumer.worker import Worker, replica_topology
+from dj_cqrs.testing import MemoryTransport
+from dj_cqrs.transport.base import OutboundMessage, PublishError
+from dj_cqrs.transport.memory import MemoryBroker
+from tests.testapp import models as m
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def received() -> Iterator[list[tuple[str, Any, dict[str, Any]]]]:
+    got: list[tuple[str, Any, dict[str, Any]]] = []
+    names = [
+        'event_published',
+        'event_publish_failed',
+        'event_applied',
+        'event_skipped',
+        'event_dead_lettered',
+    ]
+    receivers = []
+    for name in names:
+
+        def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:
+            kwargs.pop('signal')
+            got.append((_name, sender, kwargs))
+
+        getattr(signals, name).connect(receiver, weak=False)
+        receivers.append((name, receiver))
+    yield got
+    for name, receiver in receivers:
+        getattr(signals, name).disconnect(receiver)
+
+
+@override_settings(
+    CQRS={'transport': 'dj_cqrs.testing.MemoryTransport', 'queue': 'sigq', 'replica': {'CQRS_MAX_RETRIES': 0}}
+)
+def test_master_to_replica_signals(received) -> None:
+    MemoryTransport.reset()
+    worker = Worker(MemoryTransport.broker(), replica_topology())
+    consumer = MemoryTransport.broker().open_consumer(worker.topology, 100)
+    obj = m.BasicMaster.objects.create(name='a')
+    published = [(n, s) for n, s, _ in received if n == 'event_published']
+    assert published == [('event_published', MemoryTransport)]
+    # The same event twice (a duplicate) and a poison body.
+    message = MemoryTransport.broker()
+    body = next(k for n, s, k in received if n == 'event_published')['payload']
+    from dj_cqrs.transport.bridge import outbound_message
+
+    message.publish([outbound_message(body), OutboundMessage('basic', b'not json')])
+    while worker.run_once(consumer, timeout=0.05):
+        pass
+    consumer.close()
+    kinds = [(n, s, k.get('reason')) for n, s, k in received if n != 'event_published']
+    assert ('event_applied', m.BasicReplica, None) in kinds
+    assert ('event_skipped', m.BasicReplica, 'duplicate revision') in kinds
+    dead = [k for n, s, k in received if n == 'event_dead_lettered']
+    assert len(dead) == 1 and dead[0]['payload'] is None and dead[0]['body'] == b'not json'
+    assert dead[0]['reason'].startswith('body is not JSON')
+    assert m.BasicReplica.objects.get(pk=obj.pk).name == 'a'
+
+
+class DownBroker(MemoryBroker):
+    def publish(self, messages: Any) -> Any:
+        raise PublishError('broker unreachable', messages)
+
+
+class DownTransport(MemoryTransport):
+    @classmethod
+    def create_broker(cls) -> Any:
+        return DownBroker()
+
+
+@override_settings(
+    CQRS={
+        'transport': 'tests.replica.test_signals.DownTransport',
+        'queue': 'sigq',
+        'master': {'CQRS_OUTBOX': False},
+    }
+)
+def test_publish_failed_signal(received) -> None:
+    m.BasicMaster.objects.create(name='lost')
+    failed = [(s, k['error']) for n, s, k in received if n == 'event_publish_failed']
+    assert failed == [(DownTransport, 'broker unreachable')]
