@@ -37,6 +37,9 @@ from dj_cqrs.transport.base import Broker, BrokerConsumer, Delivery, OutboundMes
 logger = logging.getLogger('django-cqrs')
 
 TOMBSTONE_PRUNE_INTERVAL = 3600.0
+#: How often a worker looks at an emulated delay queue (brokers without per-queue TTL).
+RELEASE_INTERVAL = 0.5
+HEADER_NOT_BEFORE = 'x-cqrs-not-before'
 MIN_TOMBSTONE_AGE = dt.timedelta(days=7)
 
 
@@ -74,6 +77,8 @@ class Worker:
         self.max_reconnect_delay = max_reconnect_delay
         self._stop = threading.Event()
         self._next_prune = time.monotonic() + 60.0
+        self._next_release = 0.0
+        self._delay_reader: BrokerConsumer | None = None
         self.applied = 0
         self.failed = 0
         self.dead_lettered = 0
@@ -98,14 +103,17 @@ class Worker:
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.max_reconnect_delay)
             finally:
-                if consumer is not None:
-                    try:
-                        consumer.close()
-                    except TransportError:
-                        pass
+                for session in (consumer, self._delay_reader):
+                    if session is not None:
+                        try:
+                            session.close()
+                        except TransportError:
+                            pass
+                self._delay_reader = None
 
     def run_once(self, consumer: BrokerConsumer, timeout: float = 1.0) -> int:
         """Handle one batch (what one fetch returns); return the number of deliveries handled."""
+        self.release_delayed()
         deliveries = consumer.fetch(self.batch_size, timeout)
         if deliveries and self.batch_wait > 0:
             deadline = time.monotonic() + self.batch_wait
@@ -122,6 +130,41 @@ class Worker:
         while not self.stopping:
             self.run_once(consumer)
             self._housekeeping()
+
+    @property
+    def _delayed_queue(self) -> str:
+        return f'{self.topology.queue}.delayed'
+
+    def release_delayed(self) -> int:
+        """Move the due retries of an emulated delay queue back to the main queue; return how many.
+
+        Each pass takes every waiting retry once: due ones go back to the queue, the others to the
+        tail of the delay queue. A retry is acknowledged only after its copy is confirmed.
+        """
+        if self.broker.capabilities.delay_queues or time.monotonic() < self._next_release:
+            return 0
+        self._next_release = time.monotonic() + RELEASE_INTERVAL
+        if self._delay_reader is None:
+            self._delay_reader = self.broker.open_reader(self.topology.exchange, self._delayed_queue)
+        reader = self._delay_reader
+        waiting = self.broker.queue_size(self._delayed_queue)
+        released = 0
+        now = time.time()
+        while waiting > 0:
+            deliveries = reader.fetch(min(waiting, 500), 0.2)
+            if not deliveries:
+                break
+            waiting -= len(deliveries)
+            for delivery in deliveries:
+                try:
+                    due = float(delivery.headers.get(HEADER_NOT_BEFORE, 0))
+                except (TypeError, ValueError):
+                    due = 0.0
+                target = self.topology.queue if due <= now else self._delayed_queue
+                reader.publish([OutboundMessage(target, delivery.body, delivery.headers, exchange='')])
+                reader.ack([delivery])
+                released += target == self.topology.queue
+        return released
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -281,10 +324,14 @@ class Worker:
         except (TypeError, ValueError):
             delay_s = 0.0
         queue = self.topology.queue
+        target = queue
         if delay_s > 0 and self.broker.capabilities.delay_queues:
             target = self.broker.declare_delay_queue(queue, int(delay_s * 1000))
-        else:
-            target = queue
+        elif delay_s > 0:
+            # No per-queue TTL on this broker (Redis, filesystem): the retry waits in a queue of its
+            # own, stamped with its due time, and this worker moves it back when it is due.
+            target = self._delayed_queue
+            headers[HEADER_NOT_BEFORE] = time.time() + delay_s
         # The default exchange routes by queue name: the retry reaches this replica only.
         consumer.publish(
             [OutboundMessage(target, self._body(payload), headers, exchange='', describe=payload.describe())]
