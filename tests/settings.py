@@ -66,3 +66,15 @@ LOGGING = {
     'loggers': {'django-cqrs': {'level': 'DEBUG'}},
 }
 DATABASE_ROUTERS = ['tests.routers.OtherDbRouter']
+
+# Subprocesses of the suite (a consumer under test) get their CQRS dict from the environment.
+if os.environ.get('CQRS_TEST_CQRS_JSON'):
+    import json
+
+    CQRS = json.loads(os.environ['CQRS_TEST_CQRS_JSON'])
+    LOGGING = {
+        'version': 1,
+        'disable_existing_loggers': False,
+        'handlers': {'stderr': {'class': 'logging.StreamHandler'}},
+        'loggers': {'django-cqrs': {'level': 'INFO', 'handlers': ['stderr']}},
+    }

@@ -237,3 +237,51 @@ class OtherDbReplica(ReplicaMixin, models.Model):
     CQRS_ID = 'other_db'
     id = models.IntegerField(primary_key=True)
     name = models.CharField(max_length=100)
+
+
+class CodeMaster(MasterMixin, models.Model):
+    """A string primary key that is not called ``id`` (the tools select rows by ``pk``)."""
+
+    CQRS_ID = 'code'
+    code = models.CharField(max_length=50, primary_key=True)
+    name = models.CharField(max_length=100)
+
+
+class CodeReplica(ReplicaMixin, models.Model):
+    CQRS_ID = 'code'
+    code = models.CharField(max_length=50, primary_key=True)
+    name = models.CharField(max_length=100)
+
+
+class FileFlakyReplica(RawReplicaMixin):
+    """A replica that keeps its state in files, so separate consumer processes share it: each
+    attempt is a line in ``$CQRS_TEST_FLAKY_DIR/attempts``; an event fails while its ``fail`` count
+    of attempts is not reached; applied events are lines in ``applied``."""
+
+    CQRS_ID = 'file_flaky'
+
+    @classmethod
+    def _path(cls, name):
+        import os
+        from pathlib import Path
+
+        return Path(os.environ['CQRS_TEST_FLAKY_DIR']) / name
+
+    @classmethod
+    def cqrs_save(cls, master_data, previous_data=None, sync=False, meta=None):
+        pk = master_data['id']
+        with cls._path('attempts').open('a') as f:
+            f.write(f'{pk}\n')
+        attempts = cls._path('attempts').read_text().split().count(str(pk))
+        if attempts <= master_data['fail']:
+            raise RuntimeError(f'failure {attempts} of {pk}')
+        with cls._path('applied').open('a') as f:
+            f.write(f'{pk}\n')
+        return True
+
+    @classmethod
+    def cqrs_delete(cls, master_data, meta=None):
+        return True
+
+
+ReplicaMeta.register(FileFlakyReplica)
