@@ -56,7 +56,7 @@ class Stack:
         self.broker = RabbitMQBroker(url=self.url)
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             'DJANGO_SETTINGS_MODULE': 'tests.settings',
@@ -68,7 +68,7 @@ class Stack:
         log = (self.tmp / f'consumer-{len(self.processes)}.log').open('wb')
         process = subprocess.Popen(
             [sys.executable, '-m', 'django', 'cqrs_consume', *args],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -192,3 +192,24 @@ def test_a_dead_worker_is_restarted_and_sigterm_stops_everything(stack: Stack) -
     assert parent.wait(20) == 0
     assert all(not Path(f'/proc/{pid}').exists() for pid in children), 'no worker left running'
     assert stack.log().count('stopped.') >= 2
+
+
+def test_reload_restarts_the_workers_when_a_python_file_changes(stack: Stack) -> None:
+    watched = stack.tmp / 'watched'
+    ignored = watched / 'ignored'
+    ignored.mkdir(parents=True)
+    (watched / 'code.py').write_text('x = 1\n')
+    (ignored / 'other.py').write_text('y = 1\n')
+    env_cwd = watched
+    parent = stack.start('-w', '1', '--reload', '--ignore-paths', str(ignored), cwd=env_cwd)
+    stack.wait(lambda: len(_workers(stack)) == 1, 30)
+    first = _workers(stack)[0]
+    time.sleep(1.1)
+    (ignored / 'other.py').write_text('y = 2\n')
+    time.sleep(1.5)
+    assert 'Reloading' not in stack.log(), 'changes under --ignore-paths are ignored'
+    (watched / 'code.py').write_text('x = 2\n')
+    stack.wait(lambda: 'Detected changes in "code.py". Reloading...' in stack.log(), 30)
+    stack.wait(lambda: len(_workers(stack)) == 1 and _workers(stack)[0] != first, 30)
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(20) == 0

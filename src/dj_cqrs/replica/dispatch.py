@@ -12,6 +12,7 @@ from dj_cqrs.conf import cqrs_settings
 from dj_cqrs.constants import (
     DB_VENDOR_MYSQL,
     DB_VENDOR_PG,
+    MARIADB_TIMEOUT_ERROR_CODE,
     MYSQL_TIMEOUT_ERROR_CODE,
     PG_TIMEOUT_FLAG,
     SUPPORTED_TIMEOUT_DB_VENDORS,
@@ -121,11 +122,17 @@ def apply_query_timeouts(model: Any) -> None:
     conn = connections[replica_db(model)]
     if conn.vendor not in SUPPORTED_TIMEOUT_DB_VENDORS:
         return
-    statement = (
-        'SET statement_timeout TO %s' if conn.vendor == DB_VENDOR_PG else 'SET SESSION MAX_EXECUTION_TIME=%s'
-    )
+    value: float = timeout
+    if conn.vendor == DB_VENDOR_PG:
+        statement = 'SET statement_timeout TO %s'
+    elif getattr(conn, 'mysql_is_mariadb', False):
+        # MariaDB has no MAX_EXECUTION_TIME (upstream's MySQL statement fails there); its limit is
+        # max_statement_time, in seconds.
+        statement, value = 'SET SESSION max_statement_time=%s', timeout / 1000
+    else:
+        statement = 'SET SESSION MAX_EXECUTION_TIME=%s'
     with conn.cursor() as cursor:
-        cursor.execute(statement, [timeout])
+        cursor.execute(statement, [value])
     install_last_query_capturer(model)
 
 
@@ -134,7 +141,7 @@ def is_query_timeout(error: BaseException, vendor: str) -> bool:
         return False
     first = error.args[0]
     if vendor == DB_VENDOR_MYSQL:
-        return first == MYSQL_TIMEOUT_ERROR_CODE
+        return first in (MYSQL_TIMEOUT_ERROR_CODE, MARIADB_TIMEOUT_ERROR_CODE)
     if vendor == DB_VENDOR_PG:
         return isinstance(first, str) and PG_TIMEOUT_FLAG in first
     return False
