@@ -34,6 +34,7 @@ logger = logging.getLogger('django-cqrs')
 GRACE_SECONDS = 10.0
 CATCH_UP_INTERVAL = 5.0
 CATCH_UP_LIMIT = 100
+CONFIRM_TIMEOUT = 30.0
 
 
 @dataclass
@@ -61,6 +62,7 @@ def drain(using: str = 'default', limit: int = 500, min_age: float = 0.0) -> Rel
         if not rows:
             return result
         instances = _load_instances(rows, using)
+        confirms = _Confirms()
         done: list[int] = []
         for row in rows:
             try:
@@ -73,26 +75,67 @@ def drain(using: str = 'default', limit: int = 500, min_age: float = 0.0) -> Rel
                 done.append(row.id)
                 result.skipped += 1
                 continue
-            if not _produce(payload):
+            outcome = confirms.produce(row.id, payload)
+            if outcome is False:
                 result.failed += 1
                 break
-            done.append(row.id)
-            result.published += 1
+            if outcome is True:
+                done.append(row.id)
+        # Asynchronous transports confirm the whole batch in one pipeline; wait for it here.
+        confirmed, unconfirmed = confirms.wait(CONFIRM_TIMEOUT)
+        done += confirmed
+        result.failed += unconfirmed
+        result.published = len(done) - result.skipped
         if done:
             OutboxEvent.objects.using(using).filter(id__in=done).delete()
     return result
 
 
-def _produce(payload: TransportPayload) -> bool:
-    from dj_cqrs.controller import producer
+class _Confirms:
+    """Publishes a batch through ``producer.produce`` with a delivery ticket per event, so a
+    transport that confirms asynchronously pipelines the whole batch."""
 
-    try:
-        return producer.produce(payload) is not False
-    except Exception:
-        logger.exception(
-            "CQRS couldn't be published by the relay: pk = %s (%s).", payload.pk, payload.cqrs_id
-        )
-        return False
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._pending = 0
+        self._confirmed: list[int] = []
+        self._failed = 0
+
+    def produce(self, row_id: int, payload: TransportPayload) -> bool | None:
+        """True: delivered now; False: failed now; None: accepted, the answer comes later."""
+        from dj_cqrs.controller import producer
+
+        ticket = producer.DeliveryTicket(lambda delivered: self._settle(row_id, delivered))
+        token = producer.current_ticket.set(ticket)
+        try:
+            result = producer.produce(payload)
+        except Exception:
+            logger.exception(
+                "CQRS couldn't be published by the relay: pk = %s (%s).", payload.pk, payload.cqrs_id
+            )
+            return False
+        finally:
+            producer.current_ticket.reset(token)
+        if ticket.accepted:
+            with self._lock:
+                self._pending += 1
+            return None
+        return result is not False
+
+    def _settle(self, row_id: int, delivered: bool) -> None:
+        with self._lock:
+            self._pending -= 1
+            if delivered:
+                self._confirmed.append(row_id)
+            else:
+                self._failed += 1
+            self._lock.notify_all()
+
+    def wait(self, timeout: float) -> tuple[list[int], int]:
+        """The ids confirmed, and how many were not (failed, or no answer in time)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._pending <= 0, timeout)
+            return list(self._confirmed), self._failed + max(self._pending, 0)
 
 
 def _load_instances(rows: list[OutboxEvent], using: str) -> dict[tuple[str, str], Any]:
