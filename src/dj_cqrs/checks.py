@@ -473,58 +473,52 @@ def check_registered_classes(app_configs: Any = None, **kwargs: Any) -> list[Any
     return errors
 
 
+def _aliases_missing(databases: Any, table: str) -> list[str]:
+    from django.db import connections
+
+    missing = []
+    for alias in databases:
+        try:
+            tables = connections[alias].introspection.table_names()
+        except Exception:
+            continue  # an unreachable database is reported by Django's own checks
+        if table not in tables:
+            missing.append(alias)
+    return missing
+
+
 def check_tables(databases: Any) -> list[Any]:
     """The app's own tables exist where replicas write (run by ``cqrs_consume`` before starting;
     not a registered check, or it would stop ``migrate`` from creating them)."""
     if not databases or not ReplicaRegistry.models:
         return []
-    from django.db import connections
-
     from dj_cqrs.models import ReplicaTombstone
 
-    errors = []
-    for alias in databases:
-        try:
-            tables = connections[alias].introspection.table_names()
-        except Exception:
-            continue
-        if ReplicaTombstone._meta.db_table not in tables:
-            errors.append(
-                _error(
-                    20,
-                    f"The dj_cqrs tables are missing in database '{alias}'.",
-                    f'Run `manage.py migrate dj_cqrs --database {alias}`.',
-                )
-            )
-    return errors
+    return [
+        _error(
+            20,
+            f"The dj_cqrs tables are missing in database '{alias}'.",
+            f'Run `manage.py migrate dj_cqrs --database {alias}`.',
+        )
+        for alias in _aliases_missing(databases, ReplicaTombstone._meta.db_table)
+    ]
 
 
 @register(Tags.database)
 def check_outbox_table(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
     """Masters with the outbox on need its table (a warning: ``migrate`` runs this check too)."""
-    if not databases or not MasterRegistry.models:
-        return []
     from dj_cqrs.conf import cqrs_settings
 
-    if not cqrs_settings.master.outbox:
+    if not databases or not MasterRegistry.models or not cqrs_settings.master.outbox:
         return []
-    from django.db import connections
-
     from dj_cqrs.master.outbox import OutboxEvent
 
-    warnings = []
-    for alias in databases:
-        try:
-            tables = connections[alias].introspection.table_names()
-        except Exception:
-            continue
-        if OutboxEvent._meta.db_table not in tables:
-            warnings.append(
-                _warning(
-                    21,
-                    f"The CQRS outbox table is missing in database '{alias}'; events are published "
-                    'without it (a broker outage loses them).',
-                    f'Run `manage.py migrate dj_cqrs --database {alias}`.',
-                )
-            )
-    return warnings
+    return [
+        _warning(
+            21,
+            f"The CQRS outbox table is missing in database '{alias}'; events are published "
+            'without it (a broker outage loses them).',
+            f'Run `manage.py migrate dj_cqrs --database {alias}`.',
+        )
+        for alias in _aliases_missing(databases, OutboxEvent._meta.db_table)
+    ]

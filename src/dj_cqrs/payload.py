@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from dj_cqrs.conf import cqrs_settings
 from dj_cqrs.core import codec
-from dj_cqrs.core.events import Message, format_expires
+from dj_cqrs.core.events import Message
 
 
 def get_correlation_id(signal_type: Any, cqrs_id: Any, instance_pk: Any, queue: Any) -> Any:
@@ -115,17 +115,7 @@ class TransportPayload:
 
     def to_dict(self) -> dict[str, Any]:
         """The wire dict (UPSTREAM_SPEC §5.1); ``queue`` is not part of it."""
-        return {
-            'signal_type': self.signal_type,
-            'cqrs_id': self.cqrs_id,
-            'instance_data': self.instance_data,
-            'previous_data': self.previous_data,
-            'instance_pk': codec.json_value(self.pk),
-            'correlation_id': codec.json_value(self.correlation_id),
-            'retries': self.retries,
-            'expires': format_expires(self.expires),
-            'meta': self.meta,
-        }
+        return self.to_message().to_fields()
 
     def is_expired(self) -> bool:
         return self.__expires is not None and self.__expires <= timezone.now()
