@@ -45,7 +45,14 @@ TOP_LEVEL_KEYS = frozenset(
     }
 )
 MASTER_KEYS = frozenset(
-    {'CQRS_AUTO_UPDATE_FIELDS', 'CQRS_MESSAGE_TTL', 'correlation_function', 'meta_function'}
+    {
+        'CQRS_AUTO_UPDATE_FIELDS',
+        'CQRS_MESSAGE_TTL',
+        'correlation_function',
+        'meta_function',
+        'CQRS_OUTBOX',
+        'CQRS_OUTBOX_WARN_AGE',
+    }
 )
 REPLICA_KEYS = frozenset(
     {

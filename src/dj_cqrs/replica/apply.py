@@ -200,26 +200,34 @@ class _BulkLane:
 
     def _load(self, pks: set[Any]) -> dict[str, _Row]:
         rows: dict[str, _Row] = {}
-        existing = (
-            self.manager.select_for_update()
-            .filter(pk__in=list(pks))
-            .values_list('pk', 'cqrs_revision', 'cqrs_updated')
-        )
-        for pk, revision, updated in existing:
+        for pk, revision, updated in self._locked(pks):
             rows[self._key(pk)] = _Row(True, revision, updated)
         absent = [pk for pk in pks if self._key(pk) not in rows]
         if absent:
             lock_absent_rows(self.model, absent, self.db)
+            # Another worker may have created some of them while we waited for the lock: read
+            # again, or our "create" would overwrite its newer row without a revision check.
+            for pk, revision, updated in self._locked(absent):
+                rows[self._key(pk)] = _Row(True, revision, updated)
+            absent = [pk for pk in absent if self._key(pk) not in rows]
+        if absent:
+            keys = [self._key(pk) for pk in absent]
             found = {
                 t.pk_value: t
                 for t in tombstones.ReplicaTombstone.objects.using(self.db)
                 .select_for_update()
-                .filter(cqrs_id=self.model.CQRS_ID, pk_value__in=[self._key(pk) for pk in absent])
+                .filter(cqrs_id=self.model.CQRS_ID, pk_value__in=keys)
             }
-            for pk in absent:
-                key = self._key(pk)
+            for key in keys:
                 rows[key] = _Row(False, tombstone=found.get(key))
         return rows
+
+    def _locked(self, pks: Any) -> Any:
+        return (
+            self.manager.select_for_update()
+            .filter(pk__in=list(pks))
+            .values_list('pk', 'cqrs_revision', 'cqrs_updated')
+        )
 
     def _fold(self, signal_type: str, mapped: dict[str, Any], row: _Row) -> bool | None:
         pk = mapped[self.pk_name]

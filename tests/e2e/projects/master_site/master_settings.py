@@ -18,3 +18,10 @@ CQRS = {
         'meta_function': get_cqrs_meta,
     },
 }
+
+# Test-only knobs of the crash tests (tests/crash); unset, the project is the guide's.
+if os.environ.get('CQRS_E2E_OUTBOX') == '0':
+    CQRS['master']['CQRS_OUTBOX'] = False  # upstream behaviour: a failed publish is dropped
+if os.environ.get('CQRS_E2E_KILL_ON_PRODUCE'):
+    # SIGKILL this process on the Nth produce call: after the commit, before the publish.
+    CQRS['transport'] = 'master_app.crash_transport.KillOnProduceTransport'

@@ -96,6 +96,97 @@ def get(model, pks=None):
     return rows_state(_model(model), pks)
 
 
+def sync(model, pk, queue=None):
+    """``cqrs_sync()`` of one row (a SYNC event)."""
+    return _model(model)._default_manager.get(pk=pk).cqrs_sync(queue=queue)
+
+
+def sequence(model, count, field, prefix='s'):
+    """Create ``count`` rows, then update each once; every write is its own transaction (one event
+    each, 2 * count in all). Returns the pks."""
+    cls = _model(model)
+    objs = []
+    for i in range(count):
+        obj = cls()
+        _assign(obj, {field: f'{prefix}{i}-0'})
+        obj.save()
+        objs.append(obj)
+    for i, obj in enumerate(objs):
+        _assign(obj, {field: f'{prefix}{i}-1'})
+        obj.save()
+    return [o.pk for o in objs]
+
+
+def load(model, field, duration, rate, pool=200, threads=1, seed=0, p_create=0.1, p_delete=0.05):
+    """Random writes for ``duration`` seconds at about ``rate`` writes/s in all: creates, updates and
+    deletes, each in its own transaction (one event each). Every thread owns its rows, so no write
+    waits for another. Returns the counts."""
+    import random
+    import threading
+    import time
+
+    from django.db import connection
+
+    cls = _model(model)
+    per_thread = rate / threads
+    counts = {'creates': 0, 'updates': 0, 'deletes': 0, 'errors': 0}
+    lock = threading.Lock()
+    start = time.monotonic()
+    end = start + duration
+
+    def worker(index):
+        rng = random.Random(seed * 1000 + index)
+        live = []
+        mine = {'creates': 0, 'updates': 0, 'deletes': 0, 'errors': 0}
+        next_at = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= end:
+                    break
+                if now < next_at:
+                    time.sleep(next_at - now)
+                next_at = max(next_at + 1.0 / per_thread, time.monotonic() - 0.5)
+                roll = rng.random()
+                try:
+                    if not live or (roll < p_create and len(live) < pool) or len(live) < pool // 4:
+                        obj = cls()
+                        _assign(obj, {field: f'c{index}-{rng.randrange(10**9)}'})
+                        obj.save()
+                        live.append(obj.pk)
+                        mine['creates'] += 1
+                    elif roll < p_create + p_delete:
+                        pk = live.pop(rng.randrange(len(live)))
+                        cls._default_manager.get(pk=pk).delete()
+                        mine['deletes'] += 1
+                    else:
+                        obj = cls._default_manager.get(pk=rng.choice(live))
+                        _assign(obj, {field: f'u{index}-{rng.randrange(10**9)}'})
+                        obj.save()
+                        mine['updates'] += 1
+                except Exception:
+                    mine['errors'] += 1
+                    import logging
+
+                    logging.getLogger('e2e').exception('e2e load: write failed')
+        finally:
+            with lock:
+                for key, value in mine.items():
+                    counts[key] += value
+            if threading.current_thread() is not threading.main_thread():
+                connection.close()
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(1, threads)]
+    for t in workers:
+        t.start()
+    worker(0)
+    for t in workers:
+        t.join()
+    counts['writes'] = counts['creates'] + counts['updates'] + counts['deletes']
+    counts['elapsed'] = time.monotonic() - start
+    return counts
+
+
 HANDLERS = {
     'create': create,
     'update': update,
@@ -107,4 +198,7 @@ HANDLERS = {
     'bulk_create': bulk_create,
     'bulk_update': bulk_update,
     'get': get,
+    'sync': sync,
+    'sequence': sequence,
+    'load': load,
 }
