@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from dj_cqrs.conf import cqrs_settings
 from dj_cqrs.core import codec
 from dj_cqrs.payload import TransportPayload
+from dj_cqrs.registry import ReplicaRegistry
 from dj_cqrs.transport.base import BaseTransport, Broker
 from dj_cqrs.transport.bridge import BrokerTransport
 from dj_cqrs.transport.memory import MemoryBroker
@@ -102,6 +103,12 @@ class MemoryTransport(BrokerTransport):
     @classmethod
     def create_broker(cls) -> Broker:
         cls.shared_broker.exchange = cqrs_settings.exchange
+        if cqrs_settings.queue and ReplicaRegistry.models:
+            # This service's replica queue exists from the start, as if its consumer had run once:
+            # events published before the first drain() are kept, not dropped as unroutable.
+            from dj_cqrs.consumer.worker import replica_topology
+
+            cls.shared_broker.declare(replica_topology())
         return cls.shared_broker
 
     @classmethod

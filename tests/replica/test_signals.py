@@ -93,3 +93,15 @@ def test_publish_failed_signal(received) -> None:
     m.BasicMaster.objects.create(name='lost')
     failed = [(s, k['error']) for n, s, k in received if n == 'event_publish_failed']
     assert failed == [(DownTransport, 'broker unreachable')]
+
+
+@override_settings(CQRS={'transport': 'dj_cqrs.testing.MemoryTransport', 'queue': 'early'})
+def test_memory_transport_keeps_events_published_before_the_first_drain() -> None:
+    from dj_cqrs.transport.bridge import BrokerTransport
+
+    MemoryTransport.reset()
+    BrokerTransport.reset_all()
+    obj = m.BasicMaster.objects.create(name='early bird')
+    assert not m.BasicReplica.objects.exists()
+    assert MemoryTransport.drain() == 1
+    assert m.BasicReplica.objects.get(pk=obj.pk).name == 'early bird'

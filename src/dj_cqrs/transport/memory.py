@@ -136,13 +136,16 @@ class MemoryBroker(Broker):
                 target.messages.append(_Stored(stored.body, q.delay[1], stored.headers, None))
 
     # -- consuming --------------------------------------------------------------------------------
-    def open_consumer(self, topology: Topology, prefetch: int) -> BrokerConsumer:
+    def declare(self, topology: Topology) -> None:
         self.declare_queue(topology.queue)
         self.declare_queue(topology.dead_letter_queue)
         for key in topology.queue_bindings():
             self.bind(topology.queue, key)
         for key in topology.dead_letter_bindings():
             self.bind(topology.dead_letter_queue, key)
+
+    def open_consumer(self, topology: Topology, prefetch: int) -> BrokerConsumer:
+        self.declare(topology)
         return MemoryConsumer(self, topology.queue, prefetch)
 
     def _take(self, queue: str, limit: int) -> list[Delivery]:
