@@ -103,13 +103,17 @@ class MemoryTransport(BrokerTransport):
     @classmethod
     def create_broker(cls) -> Broker:
         cls.shared_broker.exchange = cqrs_settings.exchange
+        cls._declare()
+        return cls.shared_broker
+
+    @classmethod
+    def _declare(cls) -> None:
+        # This service's replica queue exists from the start, as if its consumer had run once:
+        # events published before the first drain() are kept, not dropped as unroutable.
         if cqrs_settings.queue and ReplicaRegistry.models:
-            # This service's replica queue exists from the start, as if its consumer had run once:
-            # events published before the first drain() are kept, not dropped as unroutable.
             from dj_cqrs.consumer.worker import replica_topology
 
             cls.shared_broker.declare(replica_topology())
-        return cls.shared_broker
 
     @classmethod
     def drain(cls, cqrs_ids: Any = None, timeout: float = 0.0) -> int:
@@ -130,4 +134,6 @@ class MemoryTransport(BrokerTransport):
 
     @classmethod
     def reset(cls) -> None:
+        """Empty every queue (the replica queue stays declared)."""
         cls.shared_broker.reset()
+        cls._declare()
