@@ -20,8 +20,6 @@ from django.dispatch import Signal
 from django.test import override_settings
 from django.utils import timezone
 
-NOT_YET_ADMIN = pytest.mark.xfail(strict=True, reason='not implemented yet: issue 5')
-
 PUBLIC_NAMES = [
     ('dj_cqrs.apps', 'CQRSConfig'),
     ('dj_cqrs.mixins', 'RawMasterMixin'),
@@ -79,13 +77,7 @@ PUBLIC_NAMES = [
     ('dj_cqrs.admin_mixins', 'CQRSAdminMasterSyncMixin'),
     ('dj_cqrs.management.utils', 'batch_qs'),
 ]
-NOT_IMPLEMENTED = {'dj_cqrs.admin', 'dj_cqrs.admin_mixins'}
-PUBLIC_NAMES = [
-    pytest.param(
-        module, name, id=f'{module}.{name}', marks=[NOT_YET_ADMIN] if module in NOT_IMPLEMENTED else []
-    )
-    for module, name in PUBLIC_NAMES
-]
+PUBLIC_NAMES = [pytest.param(module, name, id=f'{module}.{name}') for module, name in PUBLIC_NAMES]
 
 
 @pytest.mark.parametrize(('module', 'name'), PUBLIC_NAMES)
@@ -125,20 +117,16 @@ def test_facades_re_export_the_same_objects():
 MANAGEMENT_COMMANDS = [
     'cqrs_consume',
     'cqrs_dead_letters',
-    *[
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f'not implemented yet: {name}'))
-        for name in (
-            'cqrs_sync',
-            'cqrs_bulk_dump',
-            'cqrs_bulk_load',
-            'cqrs_diff_master',
-            'cqrs_diff_replica',
-            'cqrs_diff_sync',
-            'cqrs_deleted_diff_master',
-            'cqrs_deleted_diff_replica',
-            'cqrs_deleted_sync_replica',
-        )
-    ],
+    'cqrs_sync',
+    'cqrs_bulk_dump',
+    'cqrs_bulk_load',
+    'cqrs_diff_master',
+    'cqrs_diff_replica',
+    'cqrs_diff_sync',
+    'cqrs_deleted_diff_master',
+    'cqrs_deleted_diff_replica',
+    'cqrs_deleted_sync_replica',
+    'cqrs_reconcile',
 ]
 
 

@@ -6,8 +6,10 @@ because users' test suites patch that function.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import threading
 import time
 from typing import Any
 
@@ -103,7 +105,7 @@ def emit(payload: TransportPayload, using: str = 'default', outbox_id: int | Non
         return False
     ticket = token = None
     if outbox_id is not None:
-        ticket = producer.DeliveryTicket(functools.partial(_settled, payload, using, outbox_id, trip=True))
+        ticket = producer.DeliveryTicket(functools.partial(_ticket_settled, payload, using, outbox_id))
         token = producer.current_ticket.set(ticket)
     try:
         result = producer.produce(payload)
@@ -114,6 +116,8 @@ def emit(payload: TransportPayload, using: str = 'default', outbox_id: int | Non
         if token is not None:
             producer.current_ticket.reset(token)
     if ticket is not None and ticket.accepted:
+        in_flight.add(1)
+        _drain_at_exit()
         _catch_up(using)
         return True
     if outbox_id is not None:
@@ -122,6 +126,60 @@ def emit(payload: TransportPayload, using: str = 'default', outbox_id: int | Non
         if result is not False:
             _catch_up(using)
     return result is not False
+
+
+class _InFlight:
+    """How many events an asynchronous transport accepted and has not confirmed (or failed) yet."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def add(self, n: int) -> None:
+        # A confirm may arrive (I/O thread) before the publisher counts its event: the count can
+        # dip below zero for a moment.
+        with self._changed:
+            self._count += n
+            self._changed.notify_all()
+
+    def wait(self, timeout: float) -> int:
+        with self._changed:
+            self._changed.wait_for(lambda: self._count <= 0, timeout)
+            return max(self._count, 0)
+
+
+in_flight = _InFlight()
+
+
+def wait_for_confirms(timeout: float = 30.0) -> int:
+    """Wait until the broker answered for every event handed to an asynchronous transport, and
+    delete the delivered outbox rows now; return how many events are still unconfirmed (their
+    rows stay in the outbox for the relay). For short-lived processes (management commands),
+    whose daemon I/O thread would otherwise die with them."""
+    pending = in_flight.wait(timeout)
+    outbox.delivered.flush()
+    return pending
+
+
+#: Seconds a process that is exiting waits for the confirms of its last events.
+EXIT_DRAIN_SECONDS = 10.0
+_exit_hook = {'registered': False}
+
+
+def _drain_at_exit() -> None:
+    # The transport's I/O thread is a daemon: without this, a short-lived process (a management
+    # command, a script) would exit with its last events unpublished, waiting in the outbox for
+    # the relay. atexit runs before daemon threads stop.
+    if not _exit_hook['registered']:
+        _exit_hook['registered'] = True
+        atexit.register(wait_for_confirms, EXIT_DRAIN_SECONDS)
+
+
+def _ticket_settled(payload: TransportPayload, using: str, outbox_id: int, delivered: bool) -> None:
+    try:
+        _settled(payload, using, outbox_id, delivered, trip=True)
+    finally:
+        in_flight.add(-1)
 
 
 def _settled(
