@@ -10,4 +10,6 @@ class CQRSConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks; settings are validated there, never at import time.
-        from dj_cqrs import checks  # noqa: F401
+        from dj_cqrs import checks, log_context  # noqa: F401
+
+        log_context.install()

@@ -105,3 +105,33 @@ def test_memory_transport_keeps_events_published_before_the_first_drain() -> Non
     assert not m.BasicReplica.objects.exists()
     assert MemoryTransport.drain() == 1
     assert m.BasicReplica.objects.get(pk=obj.pk).name == 'early bird'
+
+
+def test_every_log_line_of_an_event_carries_its_fields(caplog) -> None:
+    import logging
+
+    from dj_cqrs.controller import consumer
+    from dj_cqrs.log_context import event_context
+    from dj_cqrs.testing import wire_roundtrip
+
+    caplog.set_level(logging.INFO, 'django-cqrs')
+    data = {
+        'id': 3,
+        'name': 'n',
+        'counter': 0,
+        'cqrs_revision': 4,
+        'cqrs_updated': '2024-05-01 10:00:00+00:00',
+    }
+    from dj_cqrs.payload import TransportPayload
+
+    payload = wire_roundtrip(TransportPayload('SAVE', 'basic', data, 3, correlation_id='c-3'))
+    with event_context(payload):
+        consumer.consume(payload)
+        consumer.consume(payload)  # a duplicate: logged by the replica manager
+    records = [r for r in caplog.records if 'duplicate' in r.getMessage()]
+    assert records, caplog.text
+    record = records[0]
+    assert (record.cqrs_id, record.pk, record.revision, record.correlation_id) == ('basic', 3, 4, 'c-3')
+    outside = logging.LogRecord('django-cqrs', logging.INFO, __file__, 1, 'x', None, None)
+    logging.getLogger('django-cqrs').filters[0].filter(outside)
+    assert outside.cqrs_id is None

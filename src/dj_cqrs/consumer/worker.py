@@ -28,6 +28,7 @@ from dj_cqrs.core.routing import (
     Topology,
     direct_key,
 )
+from dj_cqrs.log_context import event_context
 from dj_cqrs.payload import TransportPayload
 from dj_cqrs.registry import ReplicaRegistry
 from dj_cqrs.replica import tombstones
@@ -199,7 +200,8 @@ class Worker:
         for delivery, item in batch:
             payload = item.payload
             if not item.result:
-                self._fail(consumer, delivery, payload, item.model, item.error)
+                with event_context(payload):
+                    self._fail(consumer, delivery, payload, item.model, item.error)
                 continue
             logger.info(
                 'CQRS is applied: pk = %s (%s), correlation_id = %s.',

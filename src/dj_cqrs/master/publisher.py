@@ -17,6 +17,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
 from dj_cqrs.constants import SignalType
+from dj_cqrs.log_context import event_context
 from dj_cqrs.master import outbox
 from dj_cqrs.payload import TransportPayload, get_message_expiration_dt
 
@@ -108,7 +109,8 @@ def emit(payload: TransportPayload, using: str = 'default', outbox_id: int | Non
         ticket = producer.DeliveryTicket(functools.partial(_ticket_settled, payload, using, outbox_id))
         token = producer.current_ticket.set(ticket)
     try:
-        result = producer.produce(payload)
+        with event_context(payload):
+            result = producer.produce(payload)
     except Exception:
         logger.exception("CQRS couldn't be published: pk = %s (%s).", payload.pk, payload.cqrs_id)
         result = False

@@ -27,6 +27,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import signals as model_signals
 
 from dj_cqrs.constants import SignalType
+from dj_cqrs.log_context import event_context
 from dj_cqrs.replica import mapping, tombstones
 from dj_cqrs.replica.dispatch import apply_query_timeouts, keep_connections_usable, replica_db
 from dj_cqrs.replica.managers import (
@@ -97,6 +98,11 @@ def _apply(items: Sequence[Item]) -> None:
 
 
 def _apply_one(item: Item) -> None:
+    with event_context(item.payload):
+        _apply_in_savepoint(item)
+
+
+def _apply_in_savepoint(item: Item) -> None:
     from dj_cqrs.controller import consumer
 
     uses_db = not item.model.CQRS_NO_DB_OPERATIONS
@@ -184,7 +190,10 @@ class _BulkLane:
                 item.result = None  # mapping failed (logged by mapping.py)
                 continue
             token = last_skip.set(None)
-            item.result = self._fold(item.payload.signal_type, mapped, rows[self._key(mapped[self.pk_name])])
+            with event_context(item.payload):
+                item.result = self._fold(
+                    item.payload.signal_type, mapped, rows[self._key(mapped[self.pk_name])]
+                )
             item.skipped = last_skip.get() if item.result else None
             last_skip.reset(token)
         self._write(rows)
