@@ -74,3 +74,59 @@ def test_consumer_reconnects_after_the_broker_cuts_it(caplog: pytest.LogCaptureF
             thread.join(10)
             broker.close()
         assert not thread.is_alive()
+
+
+def _kill_redis_clients(name: str) -> int:
+    import redis
+
+    client = redis.Redis(host='127.0.0.1', port=6379)
+    try:
+        killed = 0
+        for entry in client.client_list():
+            if entry.get('name') == name:
+                client.client_kill_filter(_id=entry['id'])
+                killed += 1
+        return killed
+    finally:
+        client.close()
+
+
+def test_kombu_consumer_reconnects_after_redis_cuts_it(caplog: pytest.LogCaptureFixture) -> None:
+    import redis
+
+    from dj_cqrs.transport.kombu import KombuBroker
+
+    name = f'cqrs_rcr_{uuid.uuid4().hex[:8]}'
+    with override_settings(
+        CQRS={'transport': 'dj_cqrs.transport.kombu.KombuTransport', 'queue': f'{name}_q', 'exchange': name}
+    ):
+        broker = KombuBroker(
+            url='redis://127.0.0.1:6379/0', exchange=name, transport_options={'client_name': name}
+        )
+        worker = Worker(broker, replica_topology(), reconnect_delay=0.2)
+
+        def run() -> None:
+            try:
+                worker.run()
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            time.sleep(1.0)
+            broker.publish([outbound_message(_payload(1))])
+            assert _wait(lambda: BasicReplica.objects.filter(pk=1).exists())
+            assert _kill_redis_clients(name) >= 1
+            broker.publish([outbound_message(_payload(2))])
+            assert _wait(lambda: BasicReplica.objects.filter(pk=2).exists()), 'applied after the reconnect'
+            assert worker.applied == 2
+        finally:
+            worker.stop()
+            thread.join(10)
+            broker.close()
+            client = redis.Redis(host='127.0.0.1', port=6379)
+            for key in client.scan_iter(f'*{name}*'):
+                client.delete(key)
+            client.close()
+        assert not thread.is_alive()

@@ -103,6 +103,11 @@ class Worker:
                 logger.warning('AMQP connection error. Reconnecting...', exc_info=True)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.max_reconnect_delay)
+            except Exception:
+                # Never a dead worker: what it held unacknowledged is redelivered after reconnecting.
+                logger.exception('CQRS consumer error. Reconnecting...')
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.max_reconnect_delay)
             finally:
                 for session in (consumer, self._delay_reader):
                     if session is not None:

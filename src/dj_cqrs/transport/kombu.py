@@ -50,7 +50,17 @@ from dj_cqrs.transport.mixins import LoggingMixin
 
 logger = logging.getLogger('django-cqrs')
 
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (KombuError, OSError, socket.error, OperationalError)
+_BASE_ERRORS: tuple[type[BaseException], ...] = (KombuError, OSError, socket.error, OperationalError)
+
+
+def _errors_of(url: str, transport_options: dict[str, Any]) -> tuple[type[BaseException], ...]:
+    """Our base errors plus the client library's own (e.g. redis.exceptions.ConnectionError, which
+    is no OSError): kombu lists them per transport."""
+    probe = Connection(url, transport_options=transport_options)
+    try:
+        return (*_BASE_ERRORS, *probe.connection_errors, *probe.channel_errors)
+    finally:
+        probe.release()
 
 
 class KombuBroker(Broker):
@@ -74,10 +84,10 @@ class KombuBroker(Broker):
                 folder = self.transport_options.get(key)
                 if folder:
                     Path(folder).mkdir(parents=True, exist_ok=True)
-        self.is_amqp = False
         probe = Connection(url, transport_options=self.transport_options)
         self.is_amqp = probe.transport.driver_type == 'amqp'
         probe.release()
+        self.errors = _errors_of(url, self.transport_options)
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
@@ -120,7 +130,7 @@ class KombuBroker(Broker):
                 try:
                     _publish(self._producer(), self.exchange, message)
                     break
-                except _CONNECTION_ERRORS as exc:
+                except self.errors as exc:
                     self._reset_producer()
                     if attempt == self.publish_retries:
                         raise PublishError(
@@ -133,7 +143,7 @@ class KombuBroker(Broker):
     def open_consumer(self, topology: Topology, prefetch: int) -> BrokerConsumer:
         try:
             return KombuConsumer(self, topology, prefetch)
-        except _CONNECTION_ERRORS as exc:
+        except self.errors as exc:
             raise TransportError(f'kombu consumer failed: {exc}') from exc
 
     def declare_delay_queue(self, queue: str, delay_ms: int) -> str:
@@ -228,7 +238,7 @@ class KombuConsumer(BrokerConsumer):
                     self.connection.drain_events(timeout=0)
                 except TimeoutError:
                     break
-        except _CONNECTION_ERRORS as exc:
+        except self.broker.errors as exc:
             raise TransportError(f'kombu connection lost: {exc}') from exc
         out: list[Delivery] = []
         while self._buffer and len(out) < max_messages:
@@ -248,7 +258,7 @@ class KombuConsumer(BrokerConsumer):
     def _settle(self, action: str, delivery: Delivery) -> None:
         try:
             getattr(delivery.tag, action)()
-        except _CONNECTION_ERRORS as exc:
+        except self.broker.errors as exc:
             raise TransportError(f'kombu {action} failed: {exc}') from exc
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
@@ -265,7 +275,7 @@ class KombuConsumer(BrokerConsumer):
         for index, message in enumerate(messages):
             try:
                 _publish(self._publisher, self.broker.exchange, message)
-            except _CONNECTION_ERRORS as exc:
+            except self.broker.errors as exc:
                 raise PublishError(f'kombu publish failed: {exc}', messages[index:]) from exc
         return []
 
