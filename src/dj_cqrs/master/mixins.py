@@ -120,10 +120,15 @@ class RawMasterMixin(models.Model):
         # commit together.
         with transaction.atomic(using=using, savepoint=False):
             self._cqrs_save(args, kwargs, update_fields, update_cqrs_fields, using)
+            if not any(isinstance(v, Combinable) for v in self.__dict__.values()):
+                # Nothing else happens in this transaction: what is in memory is what commits, so
+                # the event is serialized from the instance without reading the row back.
+                self.__dict__[FRESH_ATTR] = True
 
     def _cqrs_save(
         self, args: Any, kwargs: dict[str, Any], update_fields: Any, update_cqrs_fields: bool, using: str
     ) -> None:
+        self.__dict__.pop(FRESH_ATTR, None)
         initial = handlers.begin_save(self, using)
         if update_fields:
             update_fields = list(update_fields)

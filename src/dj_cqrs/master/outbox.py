@@ -63,17 +63,44 @@ def record(
     body: bytes | None = None,
     previous_data: Any = None,
 ) -> int:
-    """Insert an outbox row on ``using`` (inside the caller's transaction); return its id."""
-    row = OutboxEvent(
-        cqrs_id=cqrs_id,
-        signal_type=signal_type,
-        instance_pk=str(codec.json_value(instance_pk)),
-        queue=queue,
-        body=body.decode('ascii') if body is not None else None,
-        previous_data=codec.dumps(previous_data) if previous_data is not None else None,
+    """Insert an outbox row on ``using`` (inside the caller's transaction); return its id.
+
+    One plain INSERT: this runs for every event, on the path of the user's save().
+    """
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    values = [
+        cqrs_id,
+        signal_type,
+        str(codec.json_value(instance_pk)),
+        queue,
+        body.decode('ascii') if body is not None else None,
+        codec.dumps(previous_data) if previous_data is not None else None,
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+        0,
+    ]
+    columns = ', '.join(qn(c) for c in _COLUMNS)
+    sql = (
+        f'INSERT INTO {qn(OutboxEvent._meta.db_table)} ({columns}) VALUES ({", ".join(["%s"] * len(values))})'
     )
-    row.save(using=using, force_insert=True)
-    return int(row.id)
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(f'{sql} RETURNING {qn("id")}', values)
+            return int(cursor.fetchone()[0])
+        cursor.execute(sql, values)
+        return int(connection.ops.last_insert_id(cursor, OutboxEvent._meta.db_table, 'id'))
+
+
+_COLUMNS = (
+    'cqrs_id',
+    'signal_type',
+    'instance_pk',
+    'queue',
+    'body',
+    'previous_data',
+    'created_at',
+    'attempts',
+)
 
 
 class _DeliveredBuffer:
