@@ -1,0 +1,3 @@
+from bench_common import agent_command
+
+Command = agent_command({})
