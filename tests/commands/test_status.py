@@ -260,8 +260,10 @@ def test_replica_on_rabbitmq_counts_messages_consumers_and_dead_letters(rabbit_r
         data = _json('--replica')['replica']
         assert data['queue_status']['consumers'] == 1
         assert data['dead_letters']['messages'] == 0
-        delay = data['delay_queues'][0]
-        assert (delay['delay_ms'], delay['messages']) == (1000, 0)
+        # One delay queue per delay the replica models' hooks return (other test modules register
+        # replicas with delays of their own).
+        delay = next(d for d in data['delay_queues'] if d['delay_ms'] == 1000)
+        assert delay['messages'] == 0
 
         broker.publish([OutboundMessage('basic', _save_body(7, 5)), OutboundMessage('basic', b'garbage')])
         handled = 0
