@@ -146,7 +146,7 @@ class _DeliveredBuffer:
             self._ids = defaultdict(list)
         return taken
 
-    def flush(self) -> int:
+    def flush(self, quiet: bool = False) -> int:
         """Delete the buffered rows now; return how many ids were flushed."""
         flushed = 0
         for alias, ids in self.take().items():
@@ -156,7 +156,7 @@ class _DeliveredBuffer:
                 flushed += len(ids)
             except Exception:
                 # The rows stay and will be published again by the relay: a duplicate, not a loss.
-                logger.warning(
+                (logger.debug if quiet else logger.warning)(
                     'CQRS outbox cleanup failed on %s; rows are redelivered.', alias, exc_info=True
                 )
         return flushed
