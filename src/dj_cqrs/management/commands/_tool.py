@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
@@ -129,3 +130,46 @@ def progress_for(
 
 def pipe_closed() -> CommandError:
     return CommandError('The next command of the pipe stopped reading (broken pipe).')
+
+
+def answer_lines(
+    command: BaseCommand,
+    stream: TextIO,
+    first_line: str,
+    answer: Callable[[int, str], list[Any]],
+    describe: Callable[[list[Any]], str],
+) -> None:
+    """The stage of a diff pipeline: echo ``first_line``, then for each data line write the pks
+    ``answer`` returns (as one JSON line, with ``describe`` on stderr). A bad line is reported with
+    its number and skipped; if there was any, the command fails after the other lines."""
+    from dj_cqrs.core import codec
+    from dj_cqrs.ops import diff
+
+    bad: list[diff.BadLine] = []
+    lines = 0
+    try:
+        command.stdout.write(first_line)
+        for lineno, text in diff.data_lines(stream):
+            lines += 1
+            try:
+                pks = answer(lineno, text)
+            except diff.BadLine as exc:
+                bad.append(exc)
+                command.stderr.write(str(exc))
+                continue
+            if pks:
+                command.stdout.write(codec.dumps(pks))
+                command.stdout.flush()
+                command.stderr.write(describe(pks))
+    except BrokenPipeError:
+        raise pipe_closed()
+    if bad:
+        raise CommandError(bad_lines_message(bad, lines))
+
+
+def bad_lines_message(bad: list[Any], lines: int) -> str:
+    return (
+        f'{len(bad)} of {lines} input line(s) could not be used (first: line {bad[0].lineno}: '
+        f'{bad[0].reason}); the other {lines - len(bad)} line(s) were processed. Run the pipeline again '
+        'from its first command.'
+    )

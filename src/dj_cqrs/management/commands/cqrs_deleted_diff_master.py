@@ -12,9 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dj_cqrs.core import codec
 from dj_cqrs.management.commands import _tool
-from dj_cqrs.management.commands.cqrs_diff_replica import bad_lines_message
 from dj_cqrs.ops import diff, sync
 from dj_cqrs.ops.sync import ToolError
 
@@ -39,23 +37,10 @@ class Command(BaseCommand):
             model = sync.master_model(header.cqrs_id)
         except (ToolError, diff.BadLine) as exc:
             raise CommandError(str(exc))
-        bad: list[diff.BadLine] = []
-        lines = 0
-        try:
-            self.stdout.write(header.raw)
-            for lineno, text in diff.data_lines(stream):
-                lines += 1
-                try:
-                    pks = diff.master_absent(model, lineno, diff.parse_pks(lineno, text))
-                except diff.BadLine as exc:
-                    bad.append(exc)
-                    self.stderr.write(str(exc))
-                    continue
-                if pks:
-                    self.stdout.write(codec.dumps(pks))
-                    self.stdout.flush()
-                    self.stderr.write(f'PK to delete: {pks!r}')
-        except BrokenPipeError:
-            raise _tool.pipe_closed()
-        if bad:
-            raise CommandError(bad_lines_message(bad, lines))
+        _tool.answer_lines(
+            self,
+            stream,
+            header.raw,
+            lambda lineno, text: diff.master_absent(model, lineno, diff.parse_pks(lineno, text)),
+            lambda pks: f'PK to delete: {pks!r}',
+        )

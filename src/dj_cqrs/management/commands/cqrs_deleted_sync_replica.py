@@ -13,7 +13,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from dj_cqrs.management.commands import _tool
-from dj_cqrs.management.commands.cqrs_diff_replica import bad_lines_message
 from dj_cqrs.ops import diff, sync
 from dj_cqrs.ops.sync import ToolError
 
@@ -57,7 +56,7 @@ class Command(BaseCommand):
         if options.get('verbosity', 1) >= 1:
             self.stderr.write(f'Done!\n{deleted} instance(s) deleted.')
         if bad:
-            raise CommandError(bad_lines_message(bad, lines))
+            raise CommandError(_tool.bad_lines_message(bad, lines))
         if errors:
             raise CommandError(
                 f'{errors} of {lines} line(s) failed in the database (see the errors above); '

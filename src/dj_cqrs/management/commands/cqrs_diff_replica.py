@@ -12,7 +12,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dj_cqrs.conf import cqrs_settings
 from dj_cqrs.constants import NO_QUEUE
-from dj_cqrs.core import codec
 from dj_cqrs.management.commands import _tool
 from dj_cqrs.ops import diff, sync
 from dj_cqrs.ops.sync import ToolError
@@ -38,31 +37,10 @@ class Command(BaseCommand):
             model = sync.replica_model(header.cqrs_id, table=True)
         except (ToolError, diff.BadLine) as exc:
             raise CommandError(str(exc))
-        bad: list[diff.BadLine] = []
-        lines = 0
-        try:
-            self.stdout.write(f'{header.raw},{cqrs_settings.queue or NO_QUEUE}')
-            for lineno, text in diff.data_lines(stream):
-                lines += 1
-                try:
-                    pks = diff.replica_differences(model, lineno, diff.parse_pairs(lineno, text))
-                except diff.BadLine as exc:
-                    bad.append(exc)
-                    self.stderr.write(str(exc))
-                    continue
-                if pks:
-                    self.stdout.write(codec.dumps(pks))
-                    self.stdout.flush()
-                    self.stderr.write(f'PK to resync: {set(pks)!r}')
-        except BrokenPipeError:
-            raise _tool.pipe_closed()
-        if bad:
-            raise CommandError(bad_lines_message(bad, lines))
-
-
-def bad_lines_message(bad: list[diff.BadLine], lines: int) -> str:
-    return (
-        f'{len(bad)} of {lines} input line(s) could not be used (first: line {bad[0].lineno}: '
-        f'{bad[0].reason}); the other {lines - len(bad)} line(s) were processed. Run the pipeline again '
-        'from its first command.'
-    )
+        _tool.answer_lines(
+            self,
+            stream,
+            f'{header.raw},{cqrs_settings.queue or NO_QUEUE}',
+            lambda lineno, text: diff.replica_differences(model, lineno, diff.parse_pairs(lineno, text)),
+            lambda pks: f'PK to resync: {set(pks)!r}',
+        )

@@ -12,7 +12,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dj_cqrs.management.commands import _tool
-from dj_cqrs.management.commands.cqrs_diff_replica import bad_lines_message
 from dj_cqrs.management.commands.cqrs_sync import failures_message, run
 from dj_cqrs.ops import diff, sync
 from dj_cqrs.ops.sync import SyncReport, ToolError
@@ -66,6 +65,6 @@ class Command(BaseCommand):
                 total.failures.extend(report.failures)
                 total.unconfirmed += report.unconfirmed
         if bad:
-            raise CommandError(bad_lines_message(bad, lines))
+            raise CommandError(_tool.bad_lines_message(bad, lines))
         if total.failures or total.unconfirmed:
             raise CommandError(failures_message(total))

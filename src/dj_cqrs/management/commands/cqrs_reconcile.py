@@ -9,7 +9,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dj_cqrs.conf import cqrs_settings
 from dj_cqrs.management.commands import _tool
-from dj_cqrs.management.commands.cqrs_diff_replica import bad_lines_message
 from dj_cqrs.management.commands.cqrs_sync import failures_message
 from dj_cqrs.ops import diff, reconcile, sync
 from dj_cqrs.ops.sync import ToolError
@@ -141,7 +140,7 @@ class Command(BaseCommand):
             out(f'Done!\n{synced} instance(s) synced.\n{report.deletes_sent} delete(s) sent.')
         problems = []
         if report.bad_lines:
-            problems.append(bad_lines_message(report.bad_lines, report.lines))
+            problems.append(_tool.bad_lines_message(report.bad_lines, report.lines))
         if report.sync and (report.sync.failures or report.sync.unconfirmed):
             problems.append(failures_message(report.sync))
         if report.deletes_failed:
