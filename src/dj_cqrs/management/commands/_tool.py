@@ -173,3 +173,23 @@ def bad_lines_message(bad: list[Any], lines: int) -> str:
         f'{bad[0].reason}); the other {lines - len(bad)} line(s) were processed. Run the pipeline again '
         'from its first command.'
     )
+
+
+def open_stream(
+    command: BaseCommand, options: dict[str, Any], what: str, nothing_to: str, lookup: Callable[[Any], Any]
+) -> tuple[TextIO, Any, Any] | None:
+    """Start a pipeline stage that reads stdin: the stream, its line 1 and the model ``lookup``
+    finds for it; None (after saying so) on empty input. Bad input is a CommandError."""
+    from dj_cqrs.ops import diff
+    from dj_cqrs.ops.sync import ToolError
+
+    stream = stdin_of(options)
+    require_piped_stdin(stream, what)
+    try:
+        header = diff.read_header(stream)
+        if header is None:
+            command.stderr.write(f'No input: nothing to {nothing_to}.')
+            return None
+        return stream, header, lookup(header)
+    except (ToolError, diff.BadLine) as exc:
+        raise CommandError(str(exc))

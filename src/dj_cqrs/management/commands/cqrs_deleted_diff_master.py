@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from dj_cqrs.management.commands import _tool
 from dj_cqrs.ops import diff, sync
-from dj_cqrs.ops.sync import ToolError
 
 WHAT = 'the output of cqrs_deleted_diff_replica'
 
@@ -27,16 +26,10 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stream = _tool.stdin_of(options)
-        _tool.require_piped_stdin(stream, WHAT)
-        try:
-            header = diff.read_header(stream)
-            if header is None:
-                self.stderr.write('No input: nothing to diff.')
-                return
-            model = sync.master_model(header.cqrs_id)
-        except (ToolError, diff.BadLine) as exc:
-            raise CommandError(str(exc))
+        opened = _tool.open_stream(self, options, WHAT, 'diff', lambda h: sync.master_model(h.cqrs_id))
+        if opened is None:
+            return
+        stream, header, model = opened
         _tool.answer_lines(
             self,
             stream,

@@ -14,7 +14,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dj_cqrs.management.commands import _tool
 from dj_cqrs.ops import diff, sync
-from dj_cqrs.ops.sync import ToolError
 
 WHAT = 'the output of cqrs_deleted_diff_master'
 
@@ -27,16 +26,12 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stream = _tool.stdin_of(options)
-        _tool.require_piped_stdin(stream, WHAT)
-        try:
-            header = diff.read_header(stream)
-            if header is None:
-                self.stderr.write('No input: nothing to delete.')
-                return
-            model = sync.replica_model(header.cqrs_id, table=True)
-        except (ToolError, diff.BadLine) as exc:
-            raise CommandError(str(exc))
+        opened = _tool.open_stream(
+            self, options, WHAT, 'delete', lambda h: sync.replica_model(h.cqrs_id, table=True)
+        )
+        if opened is None:
+            return
+        stream, _header, model = opened
         bad: list[diff.BadLine] = []
         errors = 0
         deleted = 0

@@ -31,21 +31,10 @@ class Command(BaseCommand):
         _tool.add_progress(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stream = _tool.stdin_of(options)
-        _tool.require_piped_stdin(stream, WHAT)
-        try:
-            header = diff.read_header(stream)
-            if header is None:
-                self.stderr.write('No input: nothing to sync.')
-                return
-            model = sync.master_model(header.cqrs_id)
-            if len(header.tokens) < 3:
-                raise ToolError(
-                    f'Line 1 is {header.raw!r}: it has no replica queue, so it is not the output of '
-                    'cqrs_diff_replica. Run cqrs_diff_master --cqrs-id=X | cqrs_diff_replica | cqrs_diff_sync'
-                )
-        except (ToolError, diff.BadLine) as exc:
-            raise CommandError(str(exc))
+        opened = _tool.open_stream(self, options, WHAT, 'sync', _master_with_queue)
+        if opened is None:
+            return
+        stream, header, model = opened
         bad: list[diff.BadLine] = []
         total = SyncReport()
         lines = 0
@@ -68,3 +57,13 @@ class Command(BaseCommand):
             raise CommandError(_tool.bad_lines_message(bad, lines))
         if total.failures or total.unconfirmed:
             raise CommandError(failures_message(total))
+
+
+def _master_with_queue(header: Any) -> Any:
+    model = sync.master_model(header.cqrs_id)
+    if len(header.tokens) < 3:
+        raise ToolError(
+            f'Line 1 is {header.raw!r}: it has no replica queue, so it is not the output of '
+            'cqrs_diff_replica. Run cqrs_diff_master --cqrs-id=X | cqrs_diff_replica | cqrs_diff_sync'
+        )
+    return model
