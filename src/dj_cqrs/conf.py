@@ -177,10 +177,40 @@ class CQRSSettings:
             return int(value)
         return None
 
+    def _section(self, name: str, *depends: Any) -> tuple[dict[str, Any], Any, Any]:
+        """The section dict, its current items and the view last built from equal items.
+
+        Sections are read on every save and every batch; rebuilding a view costs more than the
+        save's own SQL, so the last one is reused while the section's items are unchanged (an
+        in-place edit or ``override_settings`` builds a new one)."""
+        section = self.raw.get(name)
+        section = section if isinstance(section, dict) else {}
+        items = (*section.items(), *depends)
+        cached = self.__dict__.get(f'_cached_{name}')
+        if cached is not None and cached[0] == items:
+            return section, items, cached[1]
+        return section, items, None
+
     @property
     def master(self) -> MasterSettings:
-        section = self.raw.get('master')
-        section = section if isinstance(section, dict) else {}
+        section, items, cached = self._section('master')
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        view = self._master(section)
+        self.__dict__['_cached_master'] = (items, view)
+        return view
+
+    @property
+    def replica(self) -> ReplicaSettings:
+        section, items, cached = self._section('replica', self.queue)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        view = self._replica(section, self.queue)
+        self.__dict__['_cached_replica'] = (items, view)
+        return view
+
+    @staticmethod
+    def _master(section: dict[str, Any]) -> MasterSettings:
         auto = section.get('CQRS_AUTO_UPDATE_FIELDS', DEFAULT_MASTER_AUTO_UPDATE_FIELDS)
         correlation = section.get('correlation_function') or None
         return MasterSettings(
@@ -202,10 +232,8 @@ class CQRSSettings:
             ),
         )
 
-    @property
-    def replica(self) -> ReplicaSettings:
-        section = self.raw.get('replica')
-        section = section if isinstance(section, dict) else {}
+    @staticmethod
+    def _replica(section: dict[str, Any], queue: str | None) -> ReplicaSettings:
         max_size = section.get('delay_queue_max_size', _MISSING)
         if max_size is _MISSING:
             # The upstream docs name it CQRS_DELAY_QUEUE_MAX_SIZE; accept both spellings.
@@ -234,7 +262,7 @@ class CQRSSettings:
                 max_size, DEFAULT_REPLICA_DELAY_QUEUE_MAX_SIZE, minimum=1, allow_none=True
             ),
             dead_letter_queue=(
-                dlq if isinstance(dlq, str) and dlq else default_dead_letter_queue(self.queue or 'None')
+                dlq if isinstance(dlq, str) and dlq else default_dead_letter_queue(queue or 'None')
             ),
             dead_message_ttl=_int_or_default(dead_ttl, DEFAULT_DEAD_MESSAGE_TTL, minimum=1, allow_none=True),
             query_timeout=max(query_timeout, 0),

@@ -62,7 +62,7 @@ def test_the_row_is_written_in_the_same_transaction(broker):
         assert rows == [('basic', 'SAVE', str(obj.pk))]
         assert broker.published == []
     assert [p.pk for p in broker.published] == [obj.pk]
-    assert outbox.delivered.flush() == 1
+    outbox.delivered.flush()  # (the flush thread may have deleted it already)
     assert not OutboxEvent.objects.exists()
 
 

@@ -24,6 +24,8 @@ from dj_cqrs.master import outbox, publisher
 from dj_cqrs.master.serialization import cqrs_state
 
 PENDING_ATTR = '_cqrs_pending'
+#: (alias, id) of the outbox row written by the statement that saved the instance (PostgreSQL).
+OUTBOX_ID_ATTR = '_cqrs_outbox_id'
 
 logger = logging.getLogger('django-cqrs')
 
@@ -44,6 +46,18 @@ def outbox_enabled(using: str) -> bool:
 
 
 _warned_missing: set[str] = set()
+
+
+def fusable(model: Any, using: str) -> bool:
+    """Whether a save of ``model`` on ``using`` writes its outbox event in the row's own statement
+    (``mixins._FusedEvent``): PostgreSQL's data-modifying CTEs; one table (no multi-table
+    inheritance, whose parent rows are other statements)."""
+    return (
+        model.CQRS_PRODUCE
+        and connections[using].vendor == 'postgresql'
+        and not model._meta.parents
+        and outbox_enabled(using)
+    )
 
 
 def _pending_is_live(instance: Any, using: str) -> bool:
@@ -80,13 +94,17 @@ class MasterSignals:
 
     @classmethod
     def post_save(cls, sender: Any, **kwargs: Any) -> None:
-        if not sender.CQRS_PRODUCE:
-            return
-        update_fields = kwargs.get('update_fields')
-        if update_fields and 'cqrs_revision' not in update_fields:
-            return
         instance = kwargs['instance']
-        if not instance.is_sync_instance():
+        fused = instance.__dict__.pop(OUTBOX_ID_ATTR, None)
+        update_fields = kwargs.get('update_fields')
+        if (
+            not sender.CQRS_PRODUCE
+            or (update_fields and 'cqrs_revision' not in update_fields)
+            or not instance.is_sync_instance()
+        ):
+            if fused is not None:
+                # Written with the row, but there is nothing to publish (rare: a hook changed its mind).
+                outbox.OutboxEvent.objects.using(fused[0]).filter(id=fused[1]).delete()
             return
         using = kwargs.get('using') or instance._state.db or 'default'
         if cqrs_state.bulk_relate_cm is not None:
@@ -98,7 +116,9 @@ class MasterSignals:
         if connection.in_atomic_block and _pending_is_live(instance, using) and not sync:
             return  # this transaction already publishes the object, with its final state
         outbox_id = None
-        if outbox_enabled(using):
+        if fused is not None and fused[0] == using and not sync:
+            outbox_id = fused[1]
+        elif outbox_enabled(using):
             outbox_id = outbox.record(
                 using,
                 instance.CQRS_ID,
@@ -107,9 +127,12 @@ class MasterSignals:
                 queue=queue,
                 previous_data=instance.get_tracked_fields_data(),
             )
-        callback = partial(publisher.publish_save, instance, using, sync, queue, outbox_id)
-        if connection.in_atomic_block and not sync:
-            instance.__dict__[PENDING_ATTR] = (using, callback)
+        callback = publisher.PublishSave(instance, using, sync, queue, outbox_id)
+        if connection.in_atomic_block:
+            if not sync:
+                instance.__dict__[PENDING_ATTR] = (using, callback)
+            if callback.reads_row():
+                publisher.expect_read(callback, connection)
         transaction.on_commit(callback, using=using)
 
     @classmethod

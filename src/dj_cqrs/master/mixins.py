@@ -12,8 +12,8 @@ from django.db.models.sql import UpdateQuery
 
 from dj_cqrs import signals
 from dj_cqrs.conf import cqrs_settings
-from dj_cqrs.constants import ALL_BASIC_FIELDS, TRACKED_FIELDS_ATTR_NAME
-from dj_cqrs.master import handlers
+from dj_cqrs.constants import ALL_BASIC_FIELDS, TRACKED_FIELDS_ATTR_NAME, SignalType
+from dj_cqrs.master import handlers, outbox
 from dj_cqrs.master.managers import MasterManager
 from dj_cqrs.master.serialization import FRESH_ATTR, class_serialization, default_serialization
 from dj_cqrs.master.tracking import CQRSTracker, get_tracker
@@ -65,6 +65,63 @@ class MasterMeta(ModelBase):
         return model_cls
 
 
+class _FusedEvent:
+    """Execute wrapper for one save: the statement that writes the instance's row (its first
+    INSERT or UPDATE of the model's table) also writes the row's outbox event (PostgreSQL).
+
+    Where the caller reads what the statement returns (an INSERT with returning fields, our
+    UPDATE ... RETURNING revision), the outbox id is one more column at the end, removed by
+    ``take``; otherwise this wrapper adds ``RETURNING pk`` and reads the row itself. An UPDATE that
+    matched no row wrote no event, and Django's INSERT after it is fused instead.
+    """
+
+    def __init__(self, instance: Any, using: str) -> None:
+        self.instance = instance
+        self.using = using
+        self.connection = connections[using]
+        table = self.connection.ops.quote_name(instance._meta.db_table)
+        self.prefixes = (f'INSERT INTO {table} ', f'UPDATE {table} ')
+        self.caller_fetches = False
+        self.outbox_id: int | None = None
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        if self.outbox_id is not None or many or not sql.startswith(self.prefixes):
+            return execute(sql, params, many, context)
+        instance = self.instance
+        if not instance.is_sync_instance():
+            return execute(sql, params, many, context)
+        pk_column = instance._meta.pk.column
+        self.caller_fetches = ' RETURNING ' in sql
+        if not self.caller_fetches:
+            sql = f'{sql} RETURNING {self.connection.ops.quote_name(pk_column)}'
+        sql, params = outbox.fuse(
+            self.connection,
+            sql,
+            params or (),
+            instance.CQRS_ID,
+            SignalType.SAVE,
+            pk_column=pk_column,
+            instance_pk=instance.pk,
+            previous_data=instance.get_tracked_fields_data(),
+        )
+        result = execute(sql, params, many, context)
+        if not self.caller_fetches:
+            row = context['cursor'].fetchone()
+            if row is not None:
+                self.outbox_id = row[-1]
+        return result
+
+    def take(self, row: Any) -> Any:
+        """The caller's returned ``row`` without the outbox id (noted)."""
+        if not self.caller_fetches or row is None:
+            return row
+        self.outbox_id = row[-1]
+        return row[:-1]
+
+
+FUSE_ATTR = '_cqrs_fuse'
+
+
 def _returns_from_update(connection: Any) -> bool:
     if connection.vendor == 'postgresql':
         return True
@@ -113,7 +170,8 @@ class RawMasterMixin(models.Model):
         update_fields = kwargs.pop('update_fields', None)
         update_cqrs_fields = kwargs.pop('update_cqrs_fields', cqrs_settings.master.auto_update_fields)
         using = kwargs.get('using') or router.db_for_write(type(self), instance=self)
-        if connections[using].in_atomic_block:
+        if connections[using].in_atomic_block or handlers.fusable(type(self), using):
+            # (A fused save is one statement: the row and its outbox event commit together.)
             self._cqrs_save(args, kwargs, update_fields, update_cqrs_fields, using)
             return
         # In autocommit mode the change, the revision read-back and the event's registration
@@ -143,10 +201,37 @@ class RawMasterMixin(models.Model):
             # apply it again (a double increment upstream). Keep the stored value instead.
             self.cqrs_revision = F('cqrs_revision')  # type: ignore[assignment]
         self.save_tracked_fields()
-        super().save(*args, update_fields=update_fields, **kwargs)
+        if initial and handlers.fusable(type(self), using):
+            self.__dict__[FUSE_ATTR] = _FusedEvent(self, using)
+        try:
+            super().save(*args, update_fields=update_fields, **kwargs)
+        finally:
+            self.__dict__.pop(FUSE_ATTR, None)
         tracker = get_tracker(type(self))
         if tracker is not None:
             tracker.snapshot(self)
+
+    def _save_table(self, *args: Any, **kwargs: Any) -> Any:
+        fused = self.__dict__.get(FUSE_ATTR)
+        if fused is None:
+            return super()._save_table(*args, **kwargs)
+        with fused.connection.execute_wrapper(fused):
+            updated = super()._save_table(*args, **kwargs)
+        if fused.outbox_id is not None:
+            self.__dict__[handlers.OUTBOX_ID_ATTR] = (fused.using, fused.outbox_id)
+            if not fused.connection.in_atomic_block and not any(
+                isinstance(v, Combinable) for v in self.__dict__.values()
+            ):
+                # One autocommit statement: what is in memory is what committed.
+                self.__dict__[FRESH_ATTR] = True
+        return updated
+
+    def _do_insert(self, manager: Any, using: str, fields: Any, returning_fields: Any, raw: Any) -> Any:
+        results = super()._do_insert(manager, using, fields, returning_fields, raw)
+        fused = self.__dict__.get(FUSE_ATTR)
+        if fused is not None and results:
+            results = [fused.take(results[0]), *results[1:]]
+        return results
 
     def _do_update(
         self,
@@ -177,6 +262,9 @@ class RawMasterMixin(models.Model):
         with connection.cursor() as cursor:
             cursor.execute(f'{sql} RETURNING {column}', params)
             row = cursor.fetchone()
+        fused = self.__dict__.get(FUSE_ATTR)
+        if fused is not None:
+            row = fused.take(row)
         if row is None:
             return False
         self.cqrs_revision = row[0]

@@ -53,6 +53,28 @@ class OutboxEvent(models.Model):
         return f'{self.signal_type} {self.cqrs_id}:{self.instance_pk} (#{self.id})'
 
 
+def _values(
+    connection: Any,
+    cqrs_id: str,
+    signal_type: str,
+    instance_pk: Any,
+    queue: str | None,
+    body: bytes | None,
+    previous_data: Any,
+) -> list[Any]:
+    """The values of an outbox row in ``_COLUMNS`` order."""
+    return [
+        cqrs_id,
+        signal_type,
+        str(codec.json_value(instance_pk)),
+        queue,
+        body.decode('ascii') if body is not None else None,
+        codec.dumps(previous_data) if previous_data is not None else None,
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+        0,
+    ]
+
+
 def record(
     using: str,
     cqrs_id: str,
@@ -69,26 +91,48 @@ def record(
     """
     connection = connections[using]
     qn = connection.ops.quote_name
-    values = [
-        cqrs_id,
-        signal_type,
-        str(codec.json_value(instance_pk)),
-        queue,
-        body.decode('ascii') if body is not None else None,
-        codec.dumps(previous_data) if previous_data is not None else None,
-        connection.ops.adapt_datetimefield_value(timezone.now()),
-        0,
-    ]
-    columns = ', '.join(qn(c) for c in _COLUMNS)
-    sql = (
-        f'INSERT INTO {qn(OutboxEvent._meta.db_table)} ({columns}) VALUES ({", ".join(["%s"] * len(values))})'
-    )
+    values = _values(connection, cqrs_id, signal_type, instance_pk, queue, body, previous_data)
+    sql = f'INSERT INTO {qn(OutboxEvent._meta.db_table)} ({_columns(connection)}) VALUES ({_PLACEHOLDERS})'
     with connection.cursor() as cursor:
         if connection.features.can_return_columns_from_insert:
             cursor.execute(f'{sql} RETURNING {qn("id")}', values)
             return int(cursor.fetchone()[0])
         cursor.execute(sql, values)
         return int(connection.ops.last_insert_id(cursor, OutboxEvent._meta.db_table, 'id'))
+
+
+def fuse(
+    connection: Any,
+    sql: str,
+    params: Any,
+    cqrs_id: str,
+    signal_type: str,
+    *,
+    pk_column: str | None = None,
+    instance_pk: Any = None,
+    previous_data: Any = None,
+) -> tuple[str, list[Any]]:
+    """Extend one row-writing statement of the caller (PostgreSQL) so that the same statement also
+    writes the row's outbox event; an UPDATE that matches no row writes no event.
+
+    ``sql`` must end in ``RETURNING`` some columns of the row, among them ``pk_column`` when the
+    primary key is not given as ``instance_pk``. The combined statement returns those columns
+    followed by the outbox id. One statement for two rows: no extra round trip on the save path
+    and, in autocommit mode, no BEGIN / COMMIT around them (a statement is atomic).
+    """
+    qn = connection.ops.quote_name
+    values = _values(connection, cqrs_id, signal_type, instance_pk, None, None, previous_data)
+    placeholders = ['%s'] * len(values)
+    if instance_pk is None:
+        placeholders[2] = f'("cqrs_row".{qn(pk_column)})::text'  # type: ignore[arg-type]
+        del values[2]
+    combined = (
+        f'WITH "cqrs_row" AS ({sql}), "cqrs_event" AS ('
+        f'INSERT INTO {qn(OutboxEvent._meta.db_table)} ({_columns(connection)}) '
+        f'SELECT {", ".join(placeholders)} FROM "cqrs_row" RETURNING {qn("id")}) '
+        f'SELECT "cqrs_row".*, "cqrs_event".{qn("id")} FROM "cqrs_row", "cqrs_event"'
+    )
+    return combined, [*params, *values]
 
 
 _COLUMNS = (
@@ -101,6 +145,11 @@ _COLUMNS = (
     'created_at',
     'attempts',
 )
+_PLACEHOLDERS = ', '.join(['%s'] * len(_COLUMNS))
+
+
+def _columns(connection: Any) -> str:
+    return ', '.join(connection.ops.quote_name(c) for c in _COLUMNS)
 
 
 class _DeliveredBuffer:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from dj_cqrs.constants import SignalType
 from dj_cqrs.log_context import event_context
 from dj_cqrs.master import outbox
+from dj_cqrs.master.serialization import COMMITTED_ATTR, FRESH_ATTR, GONE, read_committed
 from dj_cqrs.payload import TransportPayload, get_message_expiration_dt
 
 logger = logging.getLogger('django-cqrs')
@@ -64,6 +65,80 @@ def build_delete_payload(instance: Any) -> TransportPayload:
         expires=get_message_expiration_dt(),
         meta=meta,
     )
+
+
+class PublishSave:
+    """The on-commit callback of one SAVE / SYNC event.
+
+    The first one of a transaction to run reads the committed rows of every pending save of its
+    model at once (one query instead of one per event); see :func:`expect_read`.
+    """
+
+    __slots__ = ('committed', 'instance', 'outbox_id', 'queue', 'sync', 'using')
+
+    def __init__(
+        self, instance: Any, using: str, sync: bool, queue: str | None, outbox_id: int | None
+    ) -> None:
+        self.instance, self.using, self.sync, self.queue = instance, using, sync, queue
+        self.outbox_id = outbox_id
+        self.committed: Any = None
+
+    def reads_row(self) -> bool:
+        """Whether serializing this event reads the committed row (default serialization)."""
+        instance = self.instance
+        return not (self.sync or instance.CQRS_SERIALIZER or instance.__dict__.get(FRESH_ATTR))
+
+    def __call__(self) -> None:
+        if self.committed is None and self.reads_row():
+            _read_together(self)
+        instance = self.instance
+        if self.committed is not None:
+            instance.__dict__[COMMITTED_ATTR] = self.committed
+        try:
+            publish_save(instance, self.using, self.sync, self.queue, self.outbox_id)
+        finally:
+            instance.__dict__.pop(COMMITTED_ATTR, None)
+
+
+class _Expected(threading.local):
+    def __init__(self) -> None:
+        self.by_alias: dict[str, list[PublishSave]] = {}
+
+
+_expected = _Expected()
+
+#: At most this many rows are read by one query.
+READ_BATCH = 1000
+
+
+def expect_read(callback: PublishSave, connection: Any) -> None:
+    """Note a callback registered in an atomic block on ``connection`` that will read its row."""
+    pending = _expected.by_alias.setdefault(callback.using, [])
+    if not connection.run_on_commit:
+        # Nothing is registered on the connection: the notes are of transactions that ended
+        # (committed, or rolled back, whose callbacks never run).
+        pending.clear()
+    pending.append(callback)
+
+
+def _read_together(callback: PublishSave) -> None:
+    model = type(callback.instance)
+    pending = _expected.by_alias.get(callback.using, [])
+    group = [callback]
+    for other in pending:
+        if len(group) >= READ_BATCH:
+            break
+        if other is not callback and type(other.instance) is model and other.committed is None:
+            group.append(other)
+    taken = {id(c) for c in group}
+    pending[:] = [c for c in pending if id(c) not in taken]
+    try:
+        rows = read_committed(model, callback.using, [c.instance.pk for c in group])
+    except Exception:
+        return  # each event reads (and reports) on its own
+    to_key = model._meta.pk.to_python
+    for c in group:
+        c.committed = rows.get(to_key(c.instance.pk), GONE)
 
 
 def publish_save(

@@ -42,27 +42,54 @@ def _wire_value(value: Any) -> Any:
     return json_value(value) if value is not None else None
 
 
+def _read_attnames(model: Any) -> list[str]:
+    attnames = [f.attname for f in serialized_fields(model)]
+    for name in ('cqrs_revision', 'cqrs_updated'):
+        if name not in attnames:
+            attnames.append(name)
+    return attnames
+
+
+#: Set on an instance, for the duration of its serialization, to its row as read already (with the
+#: other rows of its transaction); ``GONE`` if the row no longer exists.
+COMMITTED_ATTR = '_cqrs_committed'
+GONE: Any = object()
+
+
+def read_committed(model: Any, using: str, pks: list[Any]) -> dict[Any, Any]:
+    """The committed rows of ``pks`` in one query: normalized pk -> values (absent pks: ``GONE``)."""
+    pk_field = model._meta.pk
+    attnames = _read_attnames(model)
+    columns = attnames if pk_field.attname in attnames else [*attnames, pk_field.attname]
+    found: dict[Any, Any] = dict.fromkeys((pk_field.to_python(pk) for pk in pks), GONE)
+    rows = model._default_manager.db_manager(using).filter(pk__in=list(found)).values(*columns)
+    for values in rows:
+        key = values[pk_field.attname]
+        if pk_field.attname not in attnames:
+            del values[pk_field.attname]
+        found[key] = values
+    return found
+
+
 def committed_values(instance: Any, using: str | None) -> dict[str, Any]:
-    """The serialized fields of ``instance``'s row as committed (one SELECT).
+    """The serialized fields of ``instance``'s row as committed (one SELECT, unless the row was
+    read already with the other rows of its transaction: ``COMMITTED_ATTR``).
 
     F-expressions left on the instance by ``save()`` are replaced by their values. Raises the
     model's ``DoesNotExist`` if the row is gone (deleted later in the same transaction).
     """
     model = type(instance)
-    fields = serialized_fields(model)
-    attnames = [f.attname for f in fields]
-    for name in ('cqrs_revision', 'cqrs_updated'):
-        if name not in attnames:
-            attnames.append(name)
     if instance.pk is None:
         raise model.DoesNotExist
-    row = (
-        model._default_manager.db_manager(using or instance._state.db)
-        .filter(pk=instance.pk)
-        .values(*attnames)
-    )
-    values = row.first()
+    values = instance.__dict__.get(COMMITTED_ATTR)
     if values is None:
+        row = (
+            model._default_manager.db_manager(using or instance._state.db)
+            .filter(pk=instance.pk)
+            .values(*_read_attnames(model))
+        )
+        values = row.first()
+    if values is None or values is GONE:
         raise model.DoesNotExist
     resolved = {}
     for attname, value in values.items():
