@@ -143,6 +143,39 @@ def test_record_failure_is_reported_and_the_others_synced():
     assert sorted(e.pk for e in events) == [rows[0].pk, rows[2].pk]
 
 
+def test_a_chunk_writes_its_outbox_rows_in_one_statement():
+    _basic(5)
+    with CaptureQueriesContext(connection) as queries, capture_events() as events:
+        call('cqrs_sync', '-cid', 'basic', '-f', '{}')
+    assert len(events) == 5
+    inserts = [q['sql'] for q in queries if q['sql'].startswith('INSERT INTO "dj_cqrs_outbox"')]
+    assert len(inserts) == 1, inserts
+
+
+def test_a_database_error_fails_only_its_row_and_the_chunk_is_retried_row_by_row():
+    rows = _basic(4)
+    real_sync = m.BasicMaster.cqrs_sync
+    attempts = []
+
+    def failing_query(self, *args, **kwargs):
+        attempts.append(self.pk)
+        if self.pk == rows[2].pk:
+            with connection.cursor() as cursor:
+                cursor.execute('SELECT 1 / 0')  # a DataError: it aborts the chunk's transaction
+        return real_sync(self, *args, **kwargs)
+
+    with mock.patch.object(m.BasicMaster, 'cqrs_sync', failing_query), capture_events() as events:
+        result = manage('cqrs_sync', '-cid', 'basic', '-f', '{}')
+    assert result.code == 1
+    assert 'Done!\n3 instance(s) synced.\n4 instance(s) processed.\n' in result.out
+    assert f'Sync record failed for pk={rows[2].pk}: DataError' in result.out
+    assert sorted(e.pk for e in events) == sorted(r.pk for r in rows if r is not rows[2])
+    assert attempts.count(rows[0].pk) == 2  # the chunk, then row by row
+    from dj_cqrs.master.outbox import OutboxEvent
+
+    assert not OutboxEvent.objects.filter(instance_pk=str(rows[2].pk)).exists()
+
+
 def test_progress_lines_when_not_a_terminal():
     _basic(3)
     result = call('cqrs_sync', '-cid', 'basic', '-f', '{}', '-b', '2', '--progress')

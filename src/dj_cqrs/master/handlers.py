@@ -115,19 +115,14 @@ class MasterSignals:
         connection = connections[using]
         if connection.in_atomic_block and _pending_is_live(instance, using) and not sync:
             return  # this transaction already publishes the object, with its final state
-        outbox_id = None
+        callback = publisher.PublishSave(instance, using, sync, queue, None)
         if fused is not None and fused[0] == using and not sync:
-            outbox_id = fused[1]
+            callback.outbox_id = fused[1]
         elif outbox_enabled(using):
-            outbox_id = outbox.record(
-                using,
-                instance.CQRS_ID,
-                SignalType.SYNC if sync else SignalType.SAVE,
-                instance.pk,
-                queue=queue,
-                previous_data=instance.get_tracked_fields_data(),
-            )
-        callback = publisher.PublishSave(instance, using, sync, queue, outbox_id)
+            event = (instance.CQRS_ID, SignalType.SYNC if sync else SignalType.SAVE, instance.pk)
+            previous_data = instance.get_tracked_fields_data()
+            if not outbox.defer(using, callback, *event, queue=queue, previous_data=previous_data):
+                callback.outbox_id = outbox.record(using, *event, queue=queue, previous_data=previous_data)
         if connection.in_atomic_block:
             if not sync:
                 instance.__dict__[PENDING_ATTR] = (using, callback)

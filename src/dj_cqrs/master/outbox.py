@@ -13,10 +13,12 @@ committed state. DELETE rows hold their full body, since the row they describe i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +101,67 @@ def record(
             return int(cursor.fetchone()[0])
         cursor.execute(sql, values)
         return int(connection.ops.last_insert_id(cursor, OutboxEvent._meta.db_table, 'id'))
+
+
+class _Deferred(threading.local):
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[OutboxEvent, Any]]] = {}
+
+
+_deferred = _Deferred()
+
+
+@contextlib.contextmanager
+def deferred(using: str) -> Iterator[None]:
+    """Inside a transaction on ``using``: the outbox rows that :func:`defer` collects in this block
+    are written by one multi-row INSERT when it ends (still inside the transaction), and each
+    target's ``outbox_id`` is set. For tools that write many events at once (``cqrs_sync``)."""
+    if not connections[using].in_atomic_block:
+        raise RuntimeError('outbox.deferred() needs a transaction')
+    if using in _deferred.rows:
+        yield
+        return
+    _deferred.rows[using] = []
+    try:
+        yield
+        _write_deferred(using, _deferred.rows[using])
+    finally:
+        del _deferred.rows[using]
+
+
+def defer(using: str, target: Any, cqrs_id: str, signal_type: str, instance_pk: Any, **kwargs: Any) -> bool:
+    """Collect an outbox row for the enclosing :func:`deferred` block; False if there is none
+    (then call :func:`record`)."""
+    pending = _deferred.rows.get(using)
+    if pending is None or not connections[using].in_atomic_block:
+        return False
+    values = _values(
+        connections[using],
+        cqrs_id,
+        signal_type,
+        instance_pk,
+        kwargs.get('queue'),
+        kwargs.get('body'),
+        kwargs.get('previous_data'),
+    )
+    pending.append((OutboxEvent(**dict(zip(_COLUMNS, values, strict=True))), target))
+    return True
+
+
+def _write_deferred(using: str, pending: list[tuple[OutboxEvent, Any]]) -> None:
+    if not pending:
+        return
+    manager = OutboxEvent.objects.using(using)
+    if connections[using].features.can_return_rows_from_bulk_insert:
+        for start in range(0, len(pending), 1000):
+            part = pending[start : start + 1000]
+            manager.bulk_create([row for row, _ in part])
+            for row, target in part:
+                target.outbox_id = row.id
+        return
+    for row, target in pending:  # no ids back from a multi-row INSERT (MySQL / MariaDB)
+        row.save(using=using)
+        target.outbox_id = row.id
 
 
 def fuse(

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import FieldError, ValidationError
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 
 from dj_cqrs.management.utils import batch_qs
-from dj_cqrs.master import publisher
+from dj_cqrs.master import outbox, publisher
 from dj_cqrs.master.serialization import FRESH_ATTR
 from dj_cqrs.ops.progress import Progress
 from dj_cqrs.registry import MasterRegistry, ReplicaRegistry
@@ -136,8 +136,13 @@ def sync_queryset(
     on_failure: Callable[[Any, BaseException], None] | None = None,
     total: int | None = None,
 ) -> SyncReport:
-    """Publish every row of ``qs`` as a SYNC (to ``queue`` only, if given), outside a transaction,
-    so each is published at once."""
+    """Publish every row of ``qs`` as a SYNC (to ``queue`` only, if given).
+
+    Rows are synced ``SYNC_CHUNK`` at a time in one transaction (one multi-row INSERT and one
+    commit for their outbox rows; published when it commits); a chunk whose transaction fails on
+    a database error is synced again row by row, each in its own transaction, so one bad row
+    fails alone.
+    """
     model = qs.model
     progress = progress or Progress.disabled()
     report = SyncReport(total=qs.count() if total is None else total)
@@ -145,25 +150,51 @@ def sync_queryset(
     using = qs.db
     for page in batch_qs(qs, batch):
         keep_connection_usable(using)
-        for instance in model.relate_cqrs_serialization(page):
-            report.processed += 1
-            # Just loaded: cqrs_sync() publishes it as it is instead of reloading it.
-            instance.__dict__[FRESH_ATTR] = True
+        instances = list(model.relate_cqrs_serialization(page))
+        for start in range(0, len(instances), SYNC_CHUNK):
+            chunk = instances[start : start + SYNC_CHUNK]
             try:
-                if instance.cqrs_sync(queue=queue):
-                    report.synced += 1
-                else:
-                    report.vanished.append(instance.pk)
-            except Exception as exc:
-                report.failures.append((instance.pk, exc))
-                if on_failure is not None:
-                    on_failure(instance.pk, exc)
+                with transaction.atomic(using=using), outbox.deferred(using):
+                    outcomes = [_sync_one(instance, queue) for instance in chunk]
+            except DatabaseError:
                 keep_connection_usable(using)
-            progress.advance()
+                outcomes = [_sync_one(instance, queue, alone=True) for instance in chunk]
+            for instance, outcome in zip(chunk, outcomes, strict=True):
+                report.processed += 1
+                if outcome is True:
+                    report.synced += 1
+                elif outcome is False:
+                    report.vanished.append(instance.pk)
+                else:
+                    report.failures.append((instance.pk, outcome))
+                    if on_failure is not None:
+                        on_failure(instance.pk, outcome)
+                progress.advance()
         report.unconfirmed = wait_for_confirms()
     report.total = max(report.total, report.processed)
     progress.close()
     return report
+
+
+#: Rows synced in one transaction.
+SYNC_CHUNK = 500
+
+
+def _sync_one(instance: Any, queue: str | None, alone: bool = False) -> bool | BaseException:
+    """``instance.cqrs_sync()``: True / False (row gone), or the exception it raised. In a chunk's
+    transaction a database error propagates (it fails the transaction, and the chunk is retried
+    row by row); ``alone``, it is the row's outcome."""
+    # Just loaded: cqrs_sync() publishes it as it is instead of reloading it.
+    instance.__dict__[FRESH_ATTR] = True
+    try:
+        return bool(instance.cqrs_sync(queue=queue))
+    except DatabaseError as exc:
+        if not alone:
+            raise
+        keep_connection_usable(instance._state.db or 'default')
+        return exc
+    except Exception as exc:
+        return exc
 
 
 #: Seconds a tool waits for the broker to confirm what it published.

@@ -107,7 +107,6 @@ class _Batch:
         self.returned: set[int] = set()
         self.nacked: set[int] = set()
         self.attempts = 0
-        self.timer: Any = None
         self.error: str | None = None
         self.failed: list[OutboundMessage] = []
         self.done = threading.Event()
@@ -132,6 +131,14 @@ class _Producer:
     MAX_ATTEMPTS = 6
     BACKOFF_BASE = 0.1
     BACKOFF_MAX = 2.0
+    #: After taking messages from the inbox the I/O thread looks again every POLL_INTERVAL seconds,
+    #: until it has found nothing for POLL_LINGER seconds; only then does the next hand-over wake
+    #: it. A busy master thus hands messages over without a wake-up (a socket write and a thread
+    #: switch) per message, and an idle one without a delay.
+    POLL_INTERVAL = 0.001
+    POLL_LINGER = 0.01
+    #: How often unfinished batches are checked against their deadlines.
+    SWEEP_INTERVAL = 0.25
 
     def __init__(self, broker: RabbitMQBroker) -> None:
         self._make_params, self._exchange = broker.connection_parameters, broker.exchange
@@ -147,6 +154,11 @@ class _Producer:
         self._failures = 0
         self._reconnect: Any = None
         self._stopping = False
+        self._inbox: deque[_Batch] = deque()
+        self._polling = False
+        self._poll_timer: Any = None
+        self._last_taken = 0.0
+        self._sweeper: Any = None
         self.thread = threading.Thread(target=self._run, name='dj-cqrs-rabbitmq-producer', daemon=True)
         self.thread.start()
 
@@ -156,10 +168,8 @@ class _Producer:
 
     def publish(self, messages: Sequence[OutboundMessage]) -> list[OutboundMessage]:
         batch = _Batch(messages, time.monotonic() + self._timeout)
-        try:
-            self._ioloop.add_callback_threadsafe(functools.partial(self._submit, batch))
-        except Exception as exc:  # the I/O thread is gone (broker closed concurrently)
-            raise PublishError(f'CQRS publisher for {self._safe_url} is closed', batch.messages) from exc
+        if not self._hand_over(batch):
+            raise PublishError(f'CQRS publisher for {self._safe_url} is closed', batch.messages)
         if not batch.done.wait(self._timeout + 2):
             batch.finish('no answer from the publishing thread', range(len(batch.messages)))
         if batch.error:
@@ -168,10 +178,43 @@ class _Producer:
 
     def publish_async(self, messages: Sequence[OutboundMessage], on_done: PublishCallback) -> None:
         batch = _Batch(messages, time.monotonic() + self._timeout, on_done)
-        try:
-            self._ioloop.add_callback_threadsafe(functools.partial(self._submit, batch))
-        except Exception:  # the I/O thread is gone (broker closed concurrently)
+        if not self._hand_over(batch):
             batch.finish('publisher closed', range(len(batch.messages)))
+
+    def _hand_over(self, batch: _Batch) -> bool:
+        """Queue ``batch`` for the I/O thread (any thread); False if that thread is gone."""
+        self._inbox.append(batch)
+        if self._polling:
+            return True  # the I/O thread looks at the inbox again within POLL_INTERVAL
+        try:
+            self._ioloop.add_callback_threadsafe(self._take_inbox)
+        except Exception:  # the I/O thread is gone (broker closed concurrently)
+            with contextlib.suppress(ValueError):
+                self._inbox.remove(batch)
+            return False
+        return True
+
+    def _take_inbox(self, from_timer: bool = False) -> None:
+        if from_timer:
+            self._poll_timer = None
+        self._polling = True
+        now = time.monotonic()
+        taken = False
+        while self._inbox:
+            self._submit(self._inbox.popleft())
+            taken = True
+        if taken:
+            self._last_taken = now
+            self._pump()
+        if now - self._last_taken < self.POLL_LINGER and not self._stopping:
+            if self._poll_timer is None:
+                self._poll_timer = self._ioloop.call_later(
+                    self.POLL_INTERVAL, functools.partial(self._take_inbox, True)
+                )
+            return
+        self._polling = False
+        if self._inbox:  # handed over while we were deciding to stop looking
+            self._take_inbox()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._ioloop.add_callback_threadsafe(self._shutdown)
@@ -183,7 +226,7 @@ class _Producer:
         except Exception:
             logger.exception('CQRS publisher I/O thread crashed')
             self._stopping = True
-            for batch in list(self._batches):
+            for batch in [*self._batches, *self._inbox]:
                 batch.finish('publishing thread crashed', range(len(batch.messages)))
         finally:
             with contextlib.suppress(Exception):
@@ -194,15 +237,21 @@ class _Producer:
             batch.finish('broker closed', range(len(batch.messages)))
             return
         self._batches[batch] = None
-        remaining = max(0.0, batch.deadline - time.monotonic())
-        batch.timer = self._ioloop.call_later(remaining, functools.partial(self._settle, batch, 'timed out'))
-        self._pump()
+        if self._sweeper is None:
+            self._sweeper = self._ioloop.call_later(self.SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        for batch in list(self._batches):  # in submission order, and every batch has the same timeout
+            if batch.deadline > now:
+                break
+            self._settle(batch, 'timed out')
+        if self._batches:
+            self._sweeper = self._ioloop.call_later(self.SWEEP_INTERVAL, self._sweep)
 
     def _settle(self, batch: _Batch, error: str | None = None) -> None:
         self._batches.pop(batch, None)
-        if batch.timer is not None:
-            self._ioloop.remove_timeout(batch.timer)
-            batch.timer = None
         failed = batch.nacked | batch.inflight | set(batch.todo)
         if error is None and failed:
             error = f'{len(failed)} message(s) rejected (nack) by the broker'
@@ -331,6 +380,9 @@ class _Producer:
 
     def _shutdown(self) -> None:
         self._stopping = True
+        while self._inbox:
+            batch = self._inbox.popleft()
+            batch.finish('broker closed', range(len(batch.messages)))
         for batch in list(self._batches):
             self._settle(batch, 'broker closed')
         if self._reconnect is not None:
