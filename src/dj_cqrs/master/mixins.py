@@ -79,8 +79,7 @@ class _FusedEvent:
         self.instance = instance
         self.using = using
         self.connection = connections[using]
-        table = self.connection.ops.quote_name(instance._meta.db_table)
-        self.prefixes = (f'INSERT INTO {table} ', f'UPDATE {table} ')
+        self.prefixes = _statement_prefixes(type(instance), self.connection)
         self.caller_fetches = False
         self.outbox_id: int | None = None
 
@@ -120,6 +119,19 @@ class _FusedEvent:
 
 
 FUSE_ATTR = '_cqrs_fuse'
+
+
+def _statement_prefixes(model: Any, connection: Any) -> tuple[str, str]:
+    """How the statements that write ``model``'s row begin (cached per model and vendor)."""
+    key = (model, connection.vendor)
+    prefixes = _prefixes.get(key)
+    if prefixes is None:
+        table = connection.ops.quote_name(model._meta.db_table)
+        prefixes = _prefixes[key] = (f'INSERT INTO {table} ', f'UPDATE {table} ')
+    return prefixes
+
+
+_prefixes: dict[tuple[Any, str], tuple[str, str]] = {}
 
 
 def _returns_from_update(connection: Any) -> bool:

@@ -212,7 +212,14 @@ _PLACEHOLDERS = ', '.join(['%s'] * len(_COLUMNS))
 
 
 def _columns(connection: Any) -> str:
-    return ', '.join(connection.ops.quote_name(c) for c in _COLUMNS)
+    columns = _quoted_columns.get(connection.vendor)
+    if columns is None:
+        columns = ', '.join(connection.ops.quote_name(c) for c in _COLUMNS)
+        _quoted_columns[connection.vendor] = columns
+    return columns
+
+
+_quoted_columns: dict[str, str] = {}
 
 
 class _DeliveredBuffer:

@@ -44,13 +44,14 @@ def _report(transport: Any, payload: Any, error: str | None) -> None:
     from dj_cqrs import signals
 
     if error is None:
-        logger.info(
-            'CQRS is published: pk = %s (%s), correlation_id = %s.',
-            payload.pk,
-            payload.cqrs_id,
-            payload.correlation_id,
-            extra=payload.log_fields(),
-        )
+        if logger.isEnabledFor(logging.INFO):  # (runs for every event: skip building the fields)
+            logger.info(
+                'CQRS is published: pk = %s (%s), correlation_id = %s.',
+                payload.pk,
+                payload.cqrs_id,
+                payload.correlation_id,
+                extra=payload.log_fields(),
+            )
         signals.event_published.send(transport, payload=payload)
     else:
         logger.error(
