@@ -159,3 +159,22 @@ def test_a_rolled_back_savepoint_drops_only_its_own_events(broker_down):
     published = [call[0][0] for call in broker_down.call_args_list]
     assert [(p.pk, p.instance_data['name']) for p in published] == [(first.pk, 'first'), (last.pk, 'last')]
     assert [e[2] for e in events()] == [str(first.pk), str(last.pk)]
+
+
+def test_a_proxy_save_is_fused_and_publishes_as_its_concrete_model():
+    with CaptureQueriesContext(connection) as queries:
+        obj = m.ProxyMaster.objects.create(name='via proxy')
+    assert len(queries) == 1, [q['sql'] for q in queries]
+    assert events() == [('basic', 'SAVE', str(obj.pk))]
+
+
+def test_multi_table_inheritance_writes_the_event_with_its_own_insert_in_one_transaction():
+    with CaptureQueriesContext(connection) as queries:
+        obj = m.ChildMaster.objects.create(name='child', extra='x')
+    statements = [q['sql'] for q in queries]
+    assert not any(s.startswith('WITH') for s in statements), statements
+    assert events() == [('child', 'SAVE', str(obj.pk))]
+    obj.extra = 'y'
+    obj.save()
+    assert events() == [('child', 'SAVE', str(obj.pk))] * 2
+    assert m.ChildMaster.objects.get(pk=obj.pk).cqrs_revision == 1

@@ -285,3 +285,17 @@ class FileFlakyReplica(RawReplicaMixin):
 
 
 ReplicaMeta.register(FileFlakyReplica)
+
+
+class ProxyMaster(BasicMaster):
+    """A proxy: its saves publish as the concrete model's CQRS_ID."""
+
+    class Meta:
+        proxy = True
+
+
+class ChildMaster(BasicMaster):
+    """Multi-table inheritance: the parent row is its own statement, so no fused outbox write."""
+
+    CQRS_ID = 'child'
+    extra = models.CharField(max_length=20, default='')

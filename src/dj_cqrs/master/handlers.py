@@ -55,7 +55,7 @@ def fusable(model: Any, using: str) -> bool:
     return (
         model.CQRS_PRODUCE
         and connections[using].vendor == 'postgresql'
-        and not model._meta.parents
+        and not model._meta.concrete_model._meta.parents  # (a proxy's parent is its concrete model)
         and outbox_enabled(using)
     )
 
