@@ -7,7 +7,7 @@ from typing import Any
 from django.db import connections, models, router, transaction
 from django.db.models import F
 from django.db.models.base import ModelBase
-from django.db.models.expressions import Combinable
+from django.db.models.expressions import Combinable, Expression
 from django.db.models.sql import UpdateQuery
 
 from dj_cqrs import signals
@@ -121,6 +121,27 @@ class _FusedEvent:
 FUSE_ATTR = '_cqrs_fuse'
 
 
+class _NextRevision(Expression):
+    """``cqrs_revision + 1`` in an UPDATE: what ``F('cqrs_revision') + 1`` compiles to, without
+    resolving and copying an expression tree on every save."""
+
+    def __init__(self) -> None:
+        super().__init__(output_field=models.IntegerField())
+
+    def resolve_expression(self, *args: Any, **kwargs: Any) -> _NextRevision:
+        return self
+
+    def as_sql(self, compiler: Any, connection: Any, **kwargs: Any) -> tuple[str, list[Any]]:
+        column = compiler.query.get_meta().get_field('cqrs_revision').column
+        return f'({connection.ops.quote_name(column)} + 1)', []
+
+    def __repr__(self) -> str:
+        return "F('cqrs_revision') + 1"
+
+
+NEXT_REVISION = _NextRevision()
+
+
 def _statement_prefixes(model: Any, connection: Any) -> tuple[str, str]:
     """How the statements that write ``model``'s row begin (cached per model and vendor)."""
     key = (model, connection.vendor)
@@ -203,11 +224,11 @@ class RawMasterMixin(models.Model):
         if update_fields:
             update_fields = list(update_fields)
             if update_cqrs_fields:
-                self.cqrs_revision = F('cqrs_revision') + 1  # type: ignore[assignment]
+                self.cqrs_revision = NEXT_REVISION  # type: ignore[assignment]
                 update_fields.extend(f for f in ('cqrs_revision', 'cqrs_updated') if f not in update_fields)
         elif update_fields is None and not self._state.adding and initial:
             # (update_fields=[] saves nothing: upstream still assigns the F() and leaves it behind.)
-            self.cqrs_revision = F('cqrs_revision') + 1  # type: ignore[assignment]
+            self.cqrs_revision = NEXT_REVISION  # type: ignore[assignment]
         elif isinstance(self.__dict__.get('cqrs_revision'), Combinable):
             # The F() + 1 of this transaction's first save is still on the instance; Django would
             # apply it again (a double increment upstream). Keep the stored value instead.
