@@ -34,6 +34,24 @@ STALE = True  # truthy: a skipped stale event is acknowledged
 last_skip: ContextVar[str | None] = ContextVar('cqrs_last_skip', default=None)
 
 
+ABSENT_ROW_LOCK_SQL = 'SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k'
+
+
+def absent_row_lock_keys(model: Any, pks: Any) -> list[int]:
+    """The advisory lock keys of (CQRS_ID, pk), sorted: every lane takes them in this order."""
+    to_python = model._meta.pk.to_python
+    return sorted(
+        {
+            int.from_bytes(
+                hashlib.blake2b(f'{model.CQRS_ID}:{to_python(pk)}'.encode(), digest_size=8).digest(),
+                'big',
+                signed=True,
+            )
+            for pk in pks
+        }
+    )
+
+
 def lock_absent_rows(model: Any, pks: Any, db: str) -> None:
     """Take transaction-scoped locks on (CQRS_ID, pk) where the database has them (PostgreSQL).
 
@@ -43,18 +61,9 @@ def lock_absent_rows(model: Any, pks: Any, db: str) -> None:
     connection = connections[db]
     if connection.vendor != 'postgresql':
         return
-    keys = sorted(
-        int.from_bytes(
-            hashlib.blake2b(
-                f'{model.CQRS_ID}:{model._meta.pk.to_python(pk)}'.encode(), digest_size=8
-            ).digest(),
-            'big',
-            signed=True,
-        )
-        for pk in pks
-    )
+    keys = absent_row_lock_keys(model, pks)
     with connection.cursor() as cursor:  # in a fixed order, so two batches cannot deadlock
-        cursor.execute('SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k', [keys])
+        cursor.execute(ABSENT_ROW_LOCK_SQL, [keys])
 
 
 def should_apply(
