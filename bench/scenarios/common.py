@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +41,8 @@ ARTIFACTS = REPO / '.artifacts' / 'bench'
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.support import services  # noqa: E402
+from tests.support import processes, services  # noqa: E402
+from tests.support.processes import stop_group, tail  # noqa: E402
 
 RUNTIMES = ('ours', 'upstream')
 MASTER_TABLE = 'master_app_benchmodel'
@@ -69,13 +68,6 @@ def python_for(runtime: str) -> Path:
 def median(values: list[float]) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return '\n'.join(path.read_text(errors='replace').splitlines()[-lines:])
-    except OSError:
-        return f'<no log at {path}>'
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,24 +218,6 @@ class MasterProbe:
 # Processes
 
 
-def stop_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    """Stop a process started with start_new_session=True and everything left in its group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            os.killpg(proc.pid, 0)  # ProcessLookupError once the group is empty
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-
-
 def project_env(project: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {
         k: v
@@ -294,77 +268,13 @@ class AgentError(BenchError):
     pass
 
 
-class Agent:
-    """A long-lived ``manage.py bench_agent`` (JSON request a line in, JSON answer a line out)."""
+class Agent(processes.Agent):
+    """A long-lived ``manage.py bench_agent`` (the protocol: :class:`tests.support.processes.Agent`)."""
 
-    def __init__(self, name: str, python: Path, project: Path, env: dict[str, str], log: Path) -> None:
-        self.name, self.log = name, log
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._log_fh = log.open('ab')
-        self._log_fh.write(f'$ {python} manage.py bench_agent\n'.encode())
-        self._log_fh.flush()
-        self.proc = subprocess.Popen(
-            [str(python), str(project / 'manage.py'), 'bench_agent'],
-            cwd=project,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log_fh,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self._ready = False
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _next(self, timeout: float) -> Any:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AgentError(f'{self.name}: no answer within {timeout}s; log {self.log}:\n{tail(self.log)}')
-        if line is None:
-            raise AgentError(f'{self.name} exited ({self.proc.poll()}); log {self.log}:\n{tail(self.log)}')
-        return json.loads(line)
-
-    def wait_ready(self, timeout: float = 60) -> Agent:
-        if not self._ready:
-            answer = self._next(timeout)
-            if answer.get('result') != 'ready':
-                raise AgentError(f'{self.name}: unexpected greeting {answer!r}')
-            self._ready = True
-        return self
-
-    def call(self, op: str, timeout: float = 600, **kwargs: Any) -> Any:
-        self.wait_ready()
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({'op': op, **kwargs}) + '\n')
-        self.proc.stdin.flush()
-        answer = self._next(timeout)
-        if not answer.get('ok'):
-            raise AgentError(f'{self.name} {op} failed: {answer.get("error")}\n{answer.get("traceback")}')
-        return answer['result']
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.write('"quit"\n')
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            stop_group(self.proc, grace=5)
-        self._log_fh.close()
+    command = 'bench_agent'
+    error = AgentError
+    call_timeout = 600.0
+    close_timeout = 10.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,18 +21,17 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import shutil
-import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support import services
+from tests.support import processes, services
+from tests.support.processes import stop_group as _stop_group
+from tests.support.processes import tail
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -62,14 +61,6 @@ class HarnessError(AssertionError):
     def __init__(self, message: str, last: Any = None) -> None:
         super().__init__(message)
         self.last = last
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(errors='replace').splitlines()
-    except OSError:
-        return f'<no log at {path}>'
-    return '\n'.join(text[-lines:])
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,27 +185,6 @@ def project_env(
     return env
 
 
-def _stop_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    """Stop a process started with start_new_session=True, and everything in its group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-    # Children (consumer workers) may outlive the parent: finish the group in any case.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            os.killpg(proc.pid, 0)  # raises ProcessLookupError once the group is empty
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-
-
 def run_manage(
     python: Path, project: Path, args: list[str], env: dict[str, str], log: Path
 ) -> subprocess.Popen[Any]:
@@ -273,70 +243,11 @@ class AgentError(AssertionError):
     pass
 
 
-class Agent:
-    """A long-lived ``manage.py e2e_agent``: one JSON request a line in, one JSON answer a line out."""
+class Agent(processes.Agent):
+    """A long-lived ``manage.py e2e_agent`` (the protocol: :class:`tests.support.processes.Agent`)."""
 
-    def __init__(self, name: str, python: Path, project: Path, env: dict[str, str], log: Path) -> None:
-        self.name, self.log = name, log
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._log_fh = log.open('ab')
-        self._log_fh.write(f'$ {python} manage.py e2e_agent\n'.encode())
-        self._log_fh.flush()
-        self.proc = subprocess.Popen(
-            [str(python), str(project / 'manage.py'), 'e2e_agent'],
-            cwd=project,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log_fh,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _next(self, timeout: float) -> Any:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AgentError(f'{self.name}: no answer within {timeout}s; log {self.log}:\n{tail(self.log)}')
-        if line is None:
-            raise AgentError(f'{self.name} exited ({self.proc.poll()}); log {self.log}:\n{tail(self.log)}')
-        return json.loads(line)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        answer = self._next(timeout)
-        if answer.get('result') != 'ready':
-            raise AgentError(f'{self.name}: unexpected greeting {answer!r}')
-
-    def call(self, op: str, timeout: float = 120, **kwargs: Any) -> Any:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({'op': op, **kwargs}) + '\n')
-        self.proc.stdin.flush()
-        answer = self._next(timeout)
-        if not answer.get('ok'):
-            raise AgentError(
-                f'{self.name} {op}({kwargs}) failed: {answer.get("error")}\n{answer.get("traceback")}'
-            )
-        return answer['result']
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.write('"quit"\n')
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            _stop_group(self.proc, grace=5)
-        self._log_fh.close()
+    command = 'e2e_agent'
+    error = AgentError
 
 
 # --------------------------------------------------------------------------------------------

@@ -203,21 +203,28 @@ class RawMasterMixin(models.Model):
         update_fields = kwargs.pop('update_fields', None)
         update_cqrs_fields = kwargs.pop('update_cqrs_fields', cqrs_settings.master.auto_update_fields)
         using = kwargs.get('using') or router.db_for_write(type(self), instance=self)
-        if connections[using].in_atomic_block or handlers.fusable(type(self), using):
+        fusable = handlers.fusable(type(self), using)
+        if connections[using].in_atomic_block or fusable:
             # (A fused save is one statement: the row and its outbox event commit together.)
-            self._cqrs_save(args, kwargs, update_fields, update_cqrs_fields, using)
+            self._cqrs_save(args, kwargs, update_fields, update_cqrs_fields, using, fusable)
             return
         # In autocommit mode the change, the revision read-back and the event's registration
         # commit together.
         with transaction.atomic(using=using, savepoint=False):
-            self._cqrs_save(args, kwargs, update_fields, update_cqrs_fields, using)
+            self._cqrs_save(args, kwargs, update_fields, update_cqrs_fields, using, fusable)
             if not any(isinstance(v, Combinable) for v in self.__dict__.values()):
                 # Nothing else happens in this transaction: what is in memory is what commits, so
                 # the event is serialized from the instance without reading the row back.
                 self.__dict__[FRESH_ATTR] = True
 
     def _cqrs_save(
-        self, args: Any, kwargs: dict[str, Any], update_fields: Any, update_cqrs_fields: bool, using: str
+        self,
+        args: Any,
+        kwargs: dict[str, Any],
+        update_fields: Any,
+        update_cqrs_fields: bool,
+        using: str,
+        fusable: bool,
     ) -> None:
         self.__dict__.pop(FRESH_ATTR, None)
         initial = handlers.begin_save(self, using)
@@ -234,7 +241,7 @@ class RawMasterMixin(models.Model):
             # apply it again (a double increment upstream). Keep the stored value instead.
             self.cqrs_revision = F('cqrs_revision')  # type: ignore[assignment]
         self.save_tracked_fields()
-        if initial and handlers.fusable(type(self), using):
+        if initial and fusable:
             self.__dict__[FUSE_ATTR] = _FusedEvent(self, using)
         try:
             super().save(*args, update_fields=update_fields, **kwargs)
