@@ -65,6 +65,7 @@ class Config:
     e2e_duration: float = 5.0
     e2e_cap: int = 600
     drain_events: int = 10_000
+    drain_window: float = 15.0
     latency_rate: float = 50.0
     latency_duration: float = 20.0
     coalesce_rows: int = 100
@@ -302,7 +303,7 @@ def build_rows(samples: Samples, cfg: Config) -> list[Row]:
         add(
             'drain',
             f'drain_{v}',
-            f'drain {cfg.drain_events} events, 1 worker, CONN_MAX_AGE={cma}',
+            f'drain {cfg.drain_events} events (at most {cfg.drain_window:g} s), 1 worker, CONN_MAX_AGE={cma}',
             'events/s',
             v,
             'rate',
@@ -864,6 +865,7 @@ class Bench:
                     queues[f'{rt}_{cma}'],
                     cfg.drain_events,
                     cma,
+                    cfg.drain_window,
                 )
         self.record(
             'raw',
