@@ -161,10 +161,41 @@ def test_recreated_after_delete_in_one_batch_is_kept(run):
     assert (row.name, row.cqrs_revision) == ('reborn', 0)
 
 
+@pytest.fixture
+def refused_at_commit():
+    """A deferred constraint trigger on the replica table: every transaction that wrote a row
+    fails at its COMMIT (as a commit the server cannot complete does)."""
+    with connections['default'].cursor() as cursor:
+        cursor.execute(
+            'CREATE FUNCTION cqrs_test_refuse() RETURNS trigger AS $$ '
+            "BEGIN RAISE EXCEPTION 'refused at commit'; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            'CREATE CONSTRAINT TRIGGER cqrs_test_refuse AFTER INSERT OR UPDATE ON testapp_basicreplica '
+            'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cqrs_test_refuse()'
+        )
+    yield
+    with connections['default'].cursor() as cursor:
+        cursor.execute('DROP TRIGGER cqrs_test_refuse ON testapp_basicreplica')
+        cursor.execute('DROP FUNCTION cqrs_test_refuse()')
+
+
+def test_a_commit_refused_by_the_database_acks_nothing(run, refused_at_commit):
+    # The bulk lane sends its writes and the COMMIT in one round trip; the refusal reruns the
+    # batch in the hook lane, whose commit (Django's) is refused too.
+    worker, consumer = run([basic(32, 0), basic(33, 0)])
+    assert consumer.acked == []
+    assert not m.BasicReplica.objects.filter(pk__in=[32, 33]).exists()
+    assert worker.applied == 0
+    assert run.broker.queue_size('dead_letter_batchq') == 2
+
+
 def test_a_failed_commit_acks_nothing(run):
     connection = connections['default']
-    with mock.patch.object(
-        connection, 'commit', side_effect=OperationalError('server closed the connection')
+    # A connection lost at the COMMIT that Django sends itself (the hook lane's).
+    with (
+        mock.patch('dj_cqrs.replica.apply._bulk_eligible', return_value=False),
+        mock.patch.object(connection, 'commit', side_effect=OperationalError('server closed the connection')),
     ):
         worker, consumer = run([basic(30, 0), basic(31, 0)])
     assert consumer.acked == []

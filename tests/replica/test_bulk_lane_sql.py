@@ -77,14 +77,16 @@ def _statements(*items: Item) -> list[str]:
     return [q['sql'] for q in queries.captured_queries]
 
 
-def test_a_single_event_batch_is_four_statements() -> None:
-    """BEGIN, one read (absent-row locks, rows and tombstones), one write, COMMIT: no savepoint,
-    no second read (it was 9 statements)."""
+def test_a_single_event_batch_is_three_round_trips() -> None:
+    """BEGIN, one read (absent-row locks, rows and tombstones), one write that ends with the
+    COMMIT: no savepoint, no second read (it was 9 statements). Django still logs its own COMMIT
+    at the end of the block, which then finds no open transaction and sends nothing."""
     created = _statements(save(1, 0))
     assert len(created) == 4, created
     assert created[0] == 'BEGIN' and created[-1] == 'COMMIT'
     assert 'pg_advisory_xact_lock' in created[1] and 'FOR UPDATE' in created[1]
     assert 'unnest(' in created[2] and 'ON CONFLICT' in created[2]
+    assert created[2].endswith(';\nCOMMIT')
     assert not any('SAVEPOINT' in sql for sql in created)
     assert len(_statements(save(1, 1))) == 4  # an update
     assert len(_statements(delete(1, 2))) == 4  # a delete and its tombstone: one write
@@ -93,9 +95,10 @@ def test_a_single_event_batch_is_four_statements() -> None:
     assert not ReplicaTombstone.objects.exists()
 
 
-def test_a_large_batch_is_still_four_statements() -> None:
+def test_a_large_batch_is_still_three_round_trips() -> None:
     items = [save(pk, 0) for pk in range(1, 301)] + [delete(pk, 1) for pk in range(1, 11)]
-    assert len(_statements(*items)) == 4
+    statements = _statements(*items)
+    assert len(statements) == 4 and statements[2].endswith(';\nCOMMIT')
     assert m.BasicReplica.objects.count() == 290
     assert ReplicaTombstone.objects.count() == 10
 
@@ -152,11 +155,11 @@ def test_every_result_is_reset_before_the_rerun(monkeypatch) -> None:
     calls = []
     original = apply_module._BulkLane._write_sql
 
-    def failing_once(self, rows):
+    def failing_once(self, rows, commits=False):
         calls.append(1)
         if len(calls) == 1:
             raise ValueError('boom')
-        return original(self, rows)
+        return original(self, rows, commits)
 
     monkeypatch.setattr(apply_module._BulkLane, '_write_sql', failing_once)
     m.BasicReplica.objects.create(id=1, name='old', counter=0, cqrs_revision=1, cqrs_updated=T0)
@@ -165,6 +168,26 @@ def test_every_result_is_reset_before_the_rerun(monkeypatch) -> None:
     assert [i.skipped for i in items] == ['duplicate revision', None]
     assert len(calls) == 1, 'the rerun took the hook lane'
     assert row(2) == (0, 'r0', 0)
+
+
+def test_the_write_does_not_commit_a_callers_transaction() -> None:
+    """Inside an atomic block of the caller (a test, a management command), the batch is a
+    savepoint: its writes must not end the caller's transaction."""
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        statements = _statements(save(5, 0))
+        assert not any(sql.endswith('COMMIT') for sql in statements), statements
+        assert row(5) == (0, 'r0', 0)
+        raise RuntimeError
+    assert row(5) is None
+
+
+def test_a_batch_with_a_hook_lane_event_is_committed_by_django(monkeypatch) -> None:
+    monkeypatch.setattr(apply_module, '_bulk_eligible', lambda model: model is not m.TypedReplica)
+    statements = _statements(save(6, 0), typed(uuid.uuid4(), 0))
+    assert not any(sql.endswith(';\nCOMMIT') for sql in statements), statements
+    assert row(6) == (0, 'r0', 0)
 
 
 # -- unnest upsert: values and fencing ------------------------------------------------------------

@@ -24,7 +24,8 @@ from dj_cqrs.master import outbox, publisher
 from dj_cqrs.master.serialization import cqrs_state
 
 PENDING_ATTR = '_cqrs_pending'
-#: (alias, id) of the outbox row written by the statement that saved the instance (PostgreSQL).
+#: (alias, id, written row or None) of the outbox row written by the statement that saved the
+#: instance (PostgreSQL).
 OUTBOX_ID_ATTR = '_cqrs_outbox_id'
 
 logger = logging.getLogger('django-cqrs')
@@ -114,10 +115,13 @@ class MasterSignals:
         queue = kwargs.get('queue')
         connection = connections[using]
         if connection.in_atomic_block and _pending_is_live(instance, using) and not sync:
-            return  # this transaction already publishes the object, with its final state
+            # This transaction already publishes the object, with its final state: read at commit.
+            instance.__dict__[PENDING_ATTR][1].committed = None
+            return
         callback = publisher.PublishSave(instance, using, sync, queue, None)
         if fused is not None and fused[0] == using and not sync:
             callback.outbox_id = fused[1]
+            callback.committed = fused[2]  # the row as its statement wrote it (None: read at commit)
         elif outbox_enabled(using):
             event = (instance.CQRS_ID, SignalType.SYNC if sync else SignalType.SAVE, instance.pk)
             previous_data = instance.get_tracked_fields_data()
@@ -128,6 +132,8 @@ class MasterSignals:
                 instance.__dict__[PENDING_ATTR] = (using, callback)
             if callback.reads_row():
                 publisher.expect_read(callback, connection)
+            if callback.committed is not None:
+                publisher.SnapshotWatch.of(connection).add(callback, connection)
         transaction.on_commit(callback, using=using)
 
     @classmethod

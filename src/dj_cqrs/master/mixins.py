@@ -13,9 +13,14 @@ from django.db.models.sql import UpdateQuery
 from dj_cqrs import signals
 from dj_cqrs.conf import cqrs_settings
 from dj_cqrs.constants import ALL_BASIC_FIELDS, TRACKED_FIELDS_ATTR_NAME, SignalType
-from dj_cqrs.master import handlers, outbox
+from dj_cqrs.master import handlers, outbox, publisher
 from dj_cqrs.master.managers import MasterManager
-from dj_cqrs.master.serialization import FRESH_ATTR, class_serialization, default_serialization
+from dj_cqrs.master.serialization import (
+    FRESH_ATTR,
+    RowReturning,
+    class_serialization,
+    default_serialization,
+)
 from dj_cqrs.master.tracking import CQRSTracker, get_tracker
 from dj_cqrs.registry import MasterRegistry
 
@@ -73,6 +78,10 @@ class _FusedEvent:
     UPDATE ... RETURNING revision), the outbox id is one more column at the end, removed by
     ``take``; otherwise this wrapper adds ``RETURNING pk`` and reads the row itself. An UPDATE that
     matched no row wrote no event, and Django's INSERT after it is fused instead.
+
+    For default serialization the statement also returns the serialized columns (before the
+    outbox id): ``written``, the row as it was written, from which the event is serialized at
+    commit unless something else may have written the row since (``publisher.SnapshotWatch``).
     """
 
     def __init__(self, instance: Any, using: str) -> None:
@@ -82,6 +91,9 @@ class _FusedEvent:
         self.prefixes = _statement_prefixes(type(instance), self.connection)
         self.caller_fetches = False
         self.outbox_id: int | None = None
+        model = type(instance)
+        self.returning = None if model.CQRS_SERIALIZER else RowReturning.of(model, self.connection)
+        self.written: dict[str, Any] | None = None
 
     def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
         if self.outbox_id is not None or many or not sql.startswith(self.prefixes):
@@ -93,6 +105,9 @@ class _FusedEvent:
         self.caller_fetches = ' RETURNING ' in sql
         if not self.caller_fetches:
             sql = f'{sql} RETURNING {self.connection.ops.quote_name(pk_column)}'
+        if self.returning is not None:
+            sql = f'{sql}, {self.returning.sql}'
+        context[publisher.FUSED_CONTEXT_KEY] = True
         sql, params = outbox.fuse(
             self.connection,
             sql,
@@ -105,17 +120,25 @@ class _FusedEvent:
         )
         result = execute(sql, params, many, context)
         if not self.caller_fetches:
-            row = context['cursor'].fetchone()
-            if row is not None:
-                self.outbox_id = row[-1]
+            self._note(context['cursor'].fetchone())
         return result
 
-    def take(self, row: Any) -> Any:
-        """The caller's returned ``row`` without the outbox id (noted)."""
-        if not self.caller_fetches or row is None:
-            return row
+    def _note(self, row: Any) -> Any:
+        """Note the outbox id and the written row; return the columns the caller asked for."""
+        if row is None:
+            return None
         self.outbox_id = row[-1]
-        return row[:-1]
+        end = len(row) - 1
+        if self.returning is not None:
+            end -= len(self.returning.attnames)
+            self.written = self.returning.values(row[end:-1], self.connection)
+        return row[:end]
+
+    def take(self, row: Any) -> Any:
+        """The caller's returned ``row`` without what the fused statement added (noted)."""
+        if not self.caller_fetches:
+            return row
+        return self._note(row)
 
 
 FUSE_ATTR = '_cqrs_fuse'
@@ -258,9 +281,11 @@ class RawMasterMixin(models.Model):
         with fused.connection.execute_wrapper(fused):
             updated = super()._save_table(*args, **kwargs)
         if fused.outbox_id is not None:
-            self.__dict__[handlers.OUTBOX_ID_ATTR] = (fused.using, fused.outbox_id)
-            if not fused.connection.in_atomic_block and not any(
-                isinstance(v, Combinable) for v in self.__dict__.values()
+            self.__dict__[handlers.OUTBOX_ID_ATTR] = (fused.using, fused.outbox_id, fused.written)
+            if (
+                fused.written is None
+                and not fused.connection.in_atomic_block
+                and not any(isinstance(v, Combinable) for v in self.__dict__.values())
             ):
                 # One autocommit statement: what is in memory is what committed.
                 self.__dict__[FRESH_ATTR] = True

@@ -91,6 +91,8 @@ class PublishSave:
     def __call__(self) -> None:
         if self.committed is None and self.reads_row():
             _read_together(self)
+        else:
+            SnapshotWatch.settle(self.using)
         instance = self.instance
         if self.committed is not None:
             instance.__dict__[COMMITTED_ATTR] = self.committed
@@ -119,6 +121,59 @@ def expect_read(callback: PublishSave, connection: Any) -> None:
         # (committed, or rolled back, whose callbacks never run).
         pending.clear()
     pending.append(callback)
+
+
+#: Set in an execute wrapper's context by the statement that writes a saved row and its event.
+FUSED_CONTEXT_KEY = 'cqrs_fused'
+#: Statements that write no row: they keep the snapshots.
+_WRITES_NOTHING = ('SELECT', 'SAVEPOINT', 'RELEASE SAVEPOINT', 'ROLLBACK TO SAVEPOINT')
+
+
+class SnapshotWatch:
+    """An execute wrapper kept on a connection: the rows saved in its open transaction, as their
+    statements wrote and returned them, are what their events carry, until any other statement
+    that may write (not a SELECT, a savepoint, or the fused statement of another save) runs in the
+    same transaction. Then the events read their rows after the commit, as without a snapshot.
+
+    A wrapper for the life of the connection: it is first in ``execute_wrappers``, so the
+    ``execute_wrapper()`` blocks of other code, which remove the last one, never remove it.
+    """
+
+    ATTR = '_cqrs_snapshot_watch'
+
+    def __init__(self) -> None:
+        self.callbacks: list[PublishSave] = []
+
+    @classmethod
+    def of(cls, connection: Any) -> SnapshotWatch:
+        watch = connection.__dict__.get(cls.ATTR)
+        if watch is None:
+            watch = connection.__dict__[cls.ATTR] = cls()
+            connection.execute_wrappers.insert(0, watch)
+        return watch
+
+    @classmethod
+    def settle(cls, using: str) -> None:
+        """The transaction committed: its snapshots are final."""
+        from django.db import connections
+
+        watch = connections[using].__dict__.get(cls.ATTR)
+        if watch is not None:
+            watch.callbacks.clear()
+
+    def add(self, callback: PublishSave, connection: Any) -> None:
+        """Watch ``callback``'s snapshot (before it is registered on ``connection``)."""
+        if not connection.run_on_commit:
+            self.callbacks.clear()  # of transactions that ended (as in expect_read)
+        self.callbacks.append(callback)
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        result = execute(sql, params, many, context)
+        if self.callbacks and not context.get(FUSED_CONTEXT_KEY) and not sql.startswith(_WRITES_NOTHING):
+            for callback in self.callbacks:
+                callback.committed = None
+            self.callbacks.clear()
+        return result
 
 
 def _read_together(callback: PublishSave) -> None:

@@ -56,6 +56,50 @@ COMMITTED_ATTR = '_cqrs_committed'
 GONE: Any = object()
 
 
+class RowReturning:
+    """The columns ``read_committed`` reads, as more columns of a row-writing statement's
+    ``RETURNING`` clause (aliased, so they cannot clash with the caller's), and how to turn what
+    comes back into the same values (the fields' database converters)."""
+
+    __slots__ = ('attnames', 'converters', 'sql')
+
+    def __init__(self, model: Any, connection: Any) -> None:
+        qn = connection.ops.quote_name
+        table = model._meta.db_table
+        self.attnames = _read_attnames(model)
+        fields = [model._meta.get_field(attname) for attname in self.attnames]
+        self.sql = ', '.join(
+            f'{qn(table)}.{qn(f.column)} AS {qn(f"cqrs_returned_{i}")}' for i, f in enumerate(fields)
+        )
+        self.converters: list[tuple[int, Any, list[Any]]] = []
+        for i, f in enumerate(fields):
+            col = f.get_col(table)
+            found = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
+            if found:
+                self.converters.append((i, col, found))
+
+    @classmethod
+    def of(cls, model: Any, connection: Any) -> RowReturning:
+        key = (model, connection.alias, connection.vendor)
+        plan = _returning.get(key)
+        if plan is None:
+            plan = _returning[key] = cls(model, connection)
+        return plan
+
+    def values(self, returned: Any, connection: Any) -> dict[str, Any]:
+        """``attname -> value`` of the returned columns (the row as the statement wrote it)."""
+        row = list(returned)
+        for i, col, converters in self.converters:
+            value = row[i]
+            for convert in converters:
+                value = convert(value, col, connection)
+            row[i] = value
+        return dict(zip(self.attnames, row))
+
+
+_returning: dict[tuple[Any, str, str], RowReturning] = {}
+
+
 def read_committed(model: Any, using: str, pks: list[Any]) -> dict[Any, Any]:
     """The committed rows of ``pks`` in one query: normalized pk -> values (absent pks: ``GONE``)."""
     pk_field = model._meta.pk

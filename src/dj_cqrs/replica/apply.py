@@ -97,7 +97,7 @@ def apply_batch(items: Sequence[Item]) -> None:
             with ExitStack() as stack:
                 for db in dbs:
                     stack.enter_context(transaction.atomic(using=db))
-                _apply(items, forced)
+                _apply(items, forced, len(dbs) == 1 and _outermost(dbs[0]))
         except _BulkFailed as failed:
             logger.warning(
                 'CQRS bulk apply of %s events failed (%s); applying one by one.',
@@ -115,7 +115,13 @@ def apply_batch(items: Sequence[Item]) -> None:
         return
 
 
-def _apply(items: Sequence[Item], forced: set[Any]) -> None:
+def _outermost(db: str) -> bool:
+    """Whether the batch's transaction on ``db`` is a real one (not inside a caller's atomic block)."""
+    return len(connections[db].atomic_blocks) == 1
+
+
+def _apply(items: Sequence[Item], forced: set[Any], sole_transaction: bool) -> None:
+    """``sole_transaction``: the batch's transaction is the outermost one, on one database."""
     bulk: dict[Any, list[Item]] = {}
     eligible: dict[Any, bool] = {}
     for item in items:
@@ -126,9 +132,12 @@ def _apply(items: Sequence[Item], forced: set[Any]) -> None:
         if ok:
             bulk.setdefault(model, []).append(item)
     done: set[int] = set()
+    # When one bulk lane is all the batch does, its last round trip commits too (the COMMIT
+    # Django sends at the end of the block then finds no transaction open, and sends nothing).
+    commits = sole_transaction and len(bulk) == 1 and len(next(iter(bulk.values()), ())) == len(items)
     for model, group in bulk.items():
         try:
-            _BulkLane(model, replica_db(model), group).run()
+            _BulkLane(model, replica_db(model), group).run(commits)
         except (DatabaseError, ValidationError, ValueError, TypeError) as exc:
             raise _BulkFailed(model, exc) from exc
         done.update(id(item) for item in group)
@@ -235,7 +244,8 @@ class _BulkLane:
         self.connection = connections[db]
         self.sql = _SqlPlan.of(model, self.connection)
 
-    def run(self) -> None:
+    def run(self, commits: bool = False) -> None:
+        """Apply the lane's events; ``commits``: the transaction ends with its writes."""
         prepared: list[tuple[Item, dict[str, Any] | None, str]] = []
         pks: dict[str, Any] = {}
         for item in self.items:
@@ -257,7 +267,7 @@ class _BulkLane:
             item.skipped = last_skip.get() if item.result else None
             last_skip.reset(token)
         if self.sql is not None:
-            self._write_sql(rows)
+            self._write_sql(rows, commits)
         else:
             self._write(rows)
 
@@ -408,7 +418,7 @@ class _BulkLane:
                     },
                 )
 
-    def _write_sql(self, rows: dict[str, _Row]) -> None:
+    def _write_sql(self, rows: dict[str, _Row], commits: bool = False) -> None:
         """PostgreSQL: every write of the batch as ``unnest`` statements, sent in one round trip
         where the driver allows it (the same rows and values as :meth:`_write`)."""
         assert self.sql is not None
@@ -435,6 +445,8 @@ class _BulkLane:
         if changed:
             statements.append(_tombstone_upsert(changed, connection))
         if statements:
+            if commits and _multi_statement(connection):
+                statements.append(('COMMIT', []))
             _execute(connection, statements)
 
 
