@@ -105,23 +105,19 @@ def _insert(connection: Any, rows: list[list[Any]]) -> list[int]:
     thousands of placeholders. One INSERT per row elsewhere.
     """
     qn = connection.ops.quote_name
-    table = qn(OutboxEvent._meta.db_table)
-    sql = f'INSERT INTO {table} ({_columns(connection)}) VALUES '
+    insert = f'INSERT INTO {qn(OutboxEvent._meta.db_table)} ({_columns(connection)})'
+    returning = f' RETURNING {qn("id")}' if connection.features.can_return_columns_from_insert else ''
     with connection.cursor() as cursor:
         if len(rows) > 1 and connection.vendor == 'postgresql':
-            cursor.execute(
-                f'INSERT INTO {table} ({_columns(connection)}) SELECT * FROM unnest({_UNNEST_ARRAYS}) '
-                f'RETURNING {qn("id")}',
-                [list(column) for column in zip(*rows, strict=True)],
-            )
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(f'{insert} SELECT * FROM unnest({_UNNEST_ARRAYS}){returning}', columns)
             return [int(found[0]) for found in cursor.fetchall()]
         ids = []
         for row in rows:
-            if connection.features.can_return_columns_from_insert:
-                cursor.execute(f'{sql}({_PLACEHOLDERS}) RETURNING {qn("id")}', row)
+            cursor.execute(f'{insert} VALUES ({_PLACEHOLDERS}){returning}', row)
+            if returning:
                 ids.append(int(cursor.fetchone()[0]))
             else:
-                cursor.execute(f'{sql}({_PLACEHOLDERS})', row)
                 ids.append(int(connection.ops.last_insert_id(cursor, OutboxEvent._meta.db_table, 'id')))
         return ids
 
@@ -171,7 +167,7 @@ def defer(using: str, target: Any, cqrs_id: str, signal_type: str, instance_pk: 
     return True
 
 
-#: Rows per multi-row INSERT of :func:`deferred` (8 parameters each).
+#: Rows per INSERT of :func:`deferred` (bounds the size of one statement).
 DEFERRED_INSERT_ROWS = 1000
 
 
