@@ -4,8 +4,8 @@ row, in order."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -60,38 +60,19 @@ def test_one_row_is_one_plain_insert():
 
 @pytest.fixture(params=['sqlite', 'mariadb'])
 def other_db(request: Any, django_db_blocker: Any, tmp_path: Any) -> Iterator[str]:
-    alias = f'outbox_{request.param}'
-    cleanup = None
-    if request.param == 'sqlite':
-        config: dict[str, Any] = {'ENGINE': 'django.db.backends.sqlite3', 'NAME': str(tmp_path / 'o.sqlite3')}
-    else:
-        pymysql = pytest.importorskip('pymysql')
-        pymysql.version_info = (2, 2, 1, 'final', 0)  # Django asks for mysqlclient >= 2.2.1
-        pymysql.install_as_MySQLdb()
-        name = f'cqrs_outbox_{uuid.uuid4().hex[:8]}'
-        root = pymysql.connect(host=services.MYSQL_HOST, port=services.MYSQL_PORT, user='root')
-        with root.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE `{name}`')
-        config = {'ENGINE': 'django.db.backends.mysql', 'NAME': name, 'USER': 'root'}
-        config.update(HOST=services.MYSQL_HOST, PORT=services.MYSQL_PORT)
-
-        def cleanup() -> None:
-            with root.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS `{name}`')
-            root.close()
-
-    configured = connections.configure_settings({'default': connections.settings['default'], alias: config})
-    connections.settings[alias] = configured[alias]
-    try:
+    with ExitStack() as stack:
+        if request.param == 'sqlite':
+            config: dict[str, Any] = {
+                'ENGINE': 'django.db.backends.sqlite3',
+                'NAME': str(tmp_path / 'o.sqlite3'),
+            }
+        else:
+            config = stack.enter_context(services.mariadb_settings('cqrs_outbox'))
+        alias = stack.enter_context(services.django_alias(f'outbox_{request.param}', config))
         with django_db_blocker.unblock():
             with connections[alias].schema_editor() as editor:
                 editor.create_model(OutboxEvent)
             yield alias
-    finally:
-        connections[alias].close()
-        del connections.settings[alias]
-        if cleanup is not None:
-            cleanup()
 
 
 def test_other_databases_write_one_insert_per_row(other_db):

@@ -376,43 +376,21 @@ def _tables(alias: str) -> None:
 
 @pytest.fixture
 def sqlite(django_db_blocker: Any, tmp_path: Any) -> Iterator[str]:
-    alias = 'bulk_lane_sqlite'
     config = {'ENGINE': 'django.db.backends.sqlite3', 'NAME': str(tmp_path / 'replica.sqlite3')}
-    configured = connections.configure_settings({'default': connections.settings['default'], alias: config})
-    connections.settings[alias] = configured[alias]
-    try:
-        with django_db_blocker.unblock():
-            _tables(alias)
-            yield alias
-    finally:
-        connections[alias].close()
-        del connections.settings[alias]
+    with services.django_alias('bulk_lane_sqlite', config) as alias, django_db_blocker.unblock():
+        _tables(alias)
+        yield alias
 
 
 @pytest.fixture
 def mariadb(django_db_blocker: Any) -> Iterator[str]:
-    pymysql = pytest.importorskip('pymysql')
-    pymysql.version_info = (2, 2, 1, 'final', 0)  # Django asks for mysqlclient >= 2.2.1
-    pymysql.install_as_MySQLdb()
-    name = f'cqrs_bulk_{uuid.uuid4().hex[:8]}'
-    root = pymysql.connect(host=services.MYSQL_HOST, port=services.MYSQL_PORT, user='root')
-    with root.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE `{name}`')
-    alias = 'bulk_lane_mariadb'
-    config = {'ENGINE': 'django.db.backends.mysql', 'NAME': name, 'USER': 'root', 'HOST': services.MYSQL_HOST}
-    config['PORT'] = services.MYSQL_PORT
-    configured = connections.configure_settings({'default': connections.settings['default'], alias: config})
-    connections.settings[alias] = configured[alias]
-    try:
-        with django_db_blocker.unblock():
-            _tables(alias)
-            yield alias
-    finally:
-        connections[alias].close()
-        del connections.settings[alias]
-        with root.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS `{name}`')
-        root.close()
+    with (
+        services.mariadb_settings('cqrs_bulk') as config,
+        services.django_alias('bulk_lane_mariadb', config) as alias,
+        django_db_blocker.unblock(),
+    ):
+        _tables(alias)
+        yield alias
 
 
 @pytest.mark.parametrize('vendor', ['sqlite', 'mariadb'])

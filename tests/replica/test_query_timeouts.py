@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,27 +61,12 @@ def test_no_timeout_by_default_and_nothing_set(monkeypatch) -> None:
 
 @pytest.fixture
 def mariadb(django_db_blocker: Any) -> Iterator[str]:
-    pymysql = pytest.importorskip('pymysql')
-    pymysql.version_info = (2, 2, 1, 'final', 0)  # Django asks for mysqlclient >= 2.2.1
-    pymysql.install_as_MySQLdb()
-    name = f'cqrs_qt_{uuid.uuid4().hex[:8]}'
-    root = pymysql.connect(host=services.MYSQL_HOST, port=services.MYSQL_PORT, user='root')
-    with root.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE `{name}`')
-    alias = 'mariadb_timeouts'
-    config = {'ENGINE': 'django.db.backends.mysql', 'NAME': name, 'USER': 'root', 'HOST': services.MYSQL_HOST}
-    config['PORT'] = services.MYSQL_PORT
-    configured = connections.configure_settings({'default': connections.settings['default'], alias: config})
-    connections.settings[alias] = configured[alias]
-    try:
-        with django_db_blocker.unblock():  # a database of the test's own, outside pytest-django's
-            yield alias
-    finally:
-        connections[alias].close()
-        del connections.settings[alias]
-        with root.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS `{name}`')
-        root.close()
+    with (
+        services.mariadb_settings('cqrs_qt') as config,
+        services.django_alias('mariadb_timeouts', config) as alias,
+        django_db_blocker.unblock(),  # a database of the test's own, outside pytest-django's
+    ):
+        yield alias
 
 
 @override_settings(CQRS=SETTINGS)

@@ -107,3 +107,47 @@ def close_rabbit_connections(vhost: str, connection_name: str) -> int:
             subprocess.run(['rabbitmqctl', '-q', 'close_connection', pid, 'test'], check=False, timeout=60)
             closed += 1
     return closed
+
+
+@contextmanager
+def mariadb_settings(prefix: str = 'cqrs_test') -> Iterator[dict[str, object]]:
+    """Yield a Django DATABASES entry for a fresh MariaDB database that exists only for the block
+    (the PyMySQL driver stands in for mysqlclient; the test is skipped without it)."""
+    import pytest
+
+    pymysql = pytest.importorskip('pymysql')
+    pymysql.version_info = (2, 2, 1, 'final', 0)  # Django asks for mysqlclient >= 2.2.1
+    pymysql.install_as_MySQLdb()
+    name = unique_name(prefix)
+    root = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user='root')
+    try:
+        with root.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE `{name}`')
+        try:
+            yield {
+                'ENGINE': 'django.db.backends.mysql',
+                'NAME': name,
+                'USER': 'root',
+                'HOST': MYSQL_HOST,
+                'PORT': MYSQL_PORT,
+            }
+        finally:
+            with root.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS `{name}`')
+    finally:
+        root.close()
+
+
+@contextmanager
+def django_alias(alias: str, config: dict[str, object]) -> Iterator[str]:
+    """Register ``config`` as the Django database ``alias`` for the block (outside the test
+    databases pytest-django manages), then close and remove it."""
+    from django.db import connections
+
+    configured = connections.configure_settings({'default': connections.settings['default'], alias: config})
+    connections.settings[alias] = configured[alias]
+    try:
+        yield alias
+    finally:
+        connections[alias].close()
+        del connections.settings[alias]

@@ -115,8 +115,8 @@ class MasterSignals:
         queue = kwargs.get('queue')
         connection = connections[using]
         if connection.in_atomic_block and _pending_is_live(instance, using) and not sync:
-            # This transaction already publishes the object, with its final state: read at commit.
-            instance.__dict__[PENDING_ATTR][1].committed = None
+            # This transaction already publishes the object, with its final state (the statement
+            # of this save dropped the snapshot: publisher.SnapshotWatch).
             return
         callback = publisher.PublishSave(instance, using, sync, queue, None)
         if fused is not None and fused[0] == using and not sync:
